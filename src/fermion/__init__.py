@@ -1,0 +1,3 @@
+"""Fermion: a self-hosted device cloud for devices that speak the Particle protocol."""
+
+__version__ = "0.1.0"

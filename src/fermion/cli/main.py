@@ -1,0 +1,59 @@
+"""Entry point of the ``fermion`` command.
+
+Each topic lives in its own module and exposes a Typer app; this file only mounts them and
+turns a ``FermionError`` into a one-line message and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from fermion.errors import FermionError
+
+app = typer.Typer(
+    name="fermion",
+    help="Fermion: run, and above all repair, a fleet of Particle-protocol devices.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+err_console = Console(stderr=True, highlight=False)
+
+
+def _mount() -> None:
+    # Imported here so that `fermion --help` stays fast and one topic's import cost is not paid
+    # by another.
+    from fermion.cli import keys_cmd, sim_cmd
+
+    app.add_typer(sim_cmd.app, name="sim")
+    app.add_typer(keys_cmd.app, name="keys")
+
+
+def main(argv: list[str] | None = None) -> None:
+    _mount()
+    try:
+        app(args=argv, standalone_mode=False)
+    except FermionError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(1)
+    except SystemExit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a click usage error and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()
