@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum, auto
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -202,7 +202,11 @@ class _Endpoint:
         self._channel.receive_data(trailing)
 
     def _write(self, message: coap.Message) -> None:
-        if self._channel is None or self.closed:
+        # Sending on a connection that already failed is a no-op, not an error: the caller may
+        # still be reacting to an event that preceded the failure in the same read.
+        if self.closed:
+            return
+        if self._channel is None:
             raise HandshakeStateError("no open session to send on")
         self._outbox += self._channel.send(message.encode())
 
@@ -315,6 +319,8 @@ class ServerConnection(_Endpoint):
 
     def send_hello(self) -> None:
         """The server's Hello (NON POST /h, empty payload), id = random start + 1."""
+        if self.closed:
+            return
         if self.state is not ConnectionState.AWAIT_HELLO or self.hello is None:
             raise HandshakeStateError("send_hello() before the device's Hello")
         start = int.from_bytes(self._random(2), "big") % 0xFFFF + 1
@@ -338,16 +344,7 @@ class ServerConnection(_Endpoint):
     def send_message(self, message: coap.Message) -> int:
         """Send any catalogue message; its id is replaced by the next server id."""
         message_id = self._next_id()
-        self._write(
-            coap.Message(
-                message.type,
-                message.code,
-                message_id,
-                message.token,
-                message.options,
-                message.payload,
-            )
-        )
+        self._write(replace(message, message_id=message_id))
         return message_id
 
     def next_event(self) -> ServerEvent:
@@ -526,6 +523,12 @@ class DeviceConnection(_Endpoint):
     def subscribe(self, prefix: str, *, my_devices: bool = True) -> int:
         message_id = self._next_id()
         self._write(coap.subscribe(message_id, prefix, my_devices=my_devices))
+        return message_id
+
+    def send_message(self, message: coap.Message) -> int:
+        """Send any catalogue message; its id is replaced by the device's next id."""
+        message_id = self._next_id()
+        self._write(replace(message, message_id=message_id))
         return message_id
 
     def respond(self, request: coap.Message, code: int, payload: bytes = b"") -> None:
