@@ -191,6 +191,20 @@ class _Endpoint:
         """Stop: queue nothing more and ignore further input (the caller closes the socket)."""
         self.state = ConnectionState.CLOSED
 
+    def timed_out(self, waiting_for: str) -> Failure:
+        """The I/O layer's timer ran out; close and return the failure to record.
+
+        Timers live with the I/O (this package has no clock of its own); ``state`` tells the
+        caller which step it is waiting on, and so which timeout applies.
+        """
+        return self._fail(
+            Failure(
+                f"timed out waiting for {waiting_for}",
+                Outcome.TIMEOUT,
+                ProtocolError.MESSAGE_TIMEOUT,
+            )
+        )
+
     def _fail(self, failure: Failure) -> Failure:
         self.failure = failure
         self.state = ConnectionState.CLOSED

@@ -361,3 +361,13 @@ def test_first_message_must_be_the_hello(server_key, device_key, script):
     # The Hello was dropped, so the ping is encrypted with an IV the server does not expect:
     # either the padding or the Hello check catches it.
     assert failure.outcome is Outcome.MALFORMED
+
+
+def test_a_timeout_from_the_io_layer_is_recorded_as_an_outcome(server_key, script):
+    server = ServerConnection(server_key, random=script(NONCE))
+    server.initiate()
+    failure = server.timed_out("the key block")
+    assert failure.outcome is Outcome.TIMEOUT and server.failure is failure
+    assert server.closed and server.next_event() is NEED_DATA
+    server.receive_data(b"late bytes are ignored")
+    assert server.next_event() is NEED_DATA
