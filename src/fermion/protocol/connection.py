@@ -191,6 +191,20 @@ class _Endpoint:
         """Stop: queue nothing more and ignore further input (the caller closes the socket)."""
         self.state = ConnectionState.CLOSED
 
+    def timed_out(self, waiting_for: str) -> Failure:
+        """The I/O layer's timer ran out; close and return the failure to record.
+
+        Timers live with the I/O (this package has no clock of its own); ``state`` tells the
+        caller which step it is waiting on, and so which timeout applies.
+        """
+        return self._fail(
+            Failure(
+                f"timed out waiting for {waiting_for}",
+                Outcome.TIMEOUT,
+                ProtocolError.MESSAGE_TIMEOUT,
+            )
+        )
+
     def _fail(self, failure: Failure) -> Failure:
         self.failure = failure
         self.state = ConnectionState.CLOSED
@@ -279,7 +293,9 @@ class ServerConnection(_Endpoint):
         max_frame: int = DEFAULT_MAX_FRAME,
     ) -> None:
         super().__init__(max_frame)
-        self._handshake = ServerHandshake(server_key, previous_server_key, random=random)
+        self._handshake = ServerHandshake(
+            server_key, previous_server_key, random=random, max_early_data=max_frame + 2
+        )
         self._random = random
         self._clock = clock
         self._receive_counter = 0
@@ -305,7 +321,12 @@ class ServerConnection(_Endpoint):
             self._channel.receive_data(data)
 
     def accept(self, device_public_key: rsa.RSAPublicKey) -> None:
-        """Answer the identified device with a session key encrypted to ``device_public_key``."""
+        """Answer the identified device with a session key encrypted to ``device_public_key``.
+
+        A no-op once the connection has failed or timed out while the caller was deciding.
+        """
+        if self.closed:
+            return
         self._outbox += self._handshake.accept(device_public_key)
         assert self._handshake.session is not None
         self._open_channel(self._handshake.session, self._handshake.trailing_data())
@@ -313,6 +334,8 @@ class ServerConnection(_Endpoint):
 
     def reject(self, outcome: Outcome, reason: str) -> Failure:
         """Refuse the identified device (unknown id, key refused); the caller hangs up."""
+        if self.failure is not None:
+            return self.failure  # it failed first (timeout, early data); keep that outcome
         failure = Failure(reason, outcome, ProtocolError.IO_ERROR_LIGHTSSL_HANDSHAKE_RECV_KEY)
         self._handshake.reject(failure)
         return self._fail(failure)
@@ -351,8 +374,8 @@ class ServerConnection(_Endpoint):
         if self.closed:
             return NEED_DATA
         if self.state is ConnectionState.HANDSHAKE:
-            if self._handshake.identified is not None:
-                return NEED_DATA  # waiting for accept() or reject()
+            # While the caller decides on a DeviceIdentified, this only checks the early-data
+            # bound; it returns NEED_DATA until accept() or reject().
             event = self._handshake.next_event()
             if isinstance(event, Failure):
                 return self._fail(event)
