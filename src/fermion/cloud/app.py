@@ -11,6 +11,7 @@ from fermion import __version__
 from fermion.cloud.api import errors, routers
 from fermion.cloud.api.middleware import BodyLimit, RequestId
 from fermion.cloud.api.ratelimit import LoginLimiter
+from fermion.cloud.console import install as install_console
 from fermion.cloud.serverkeys import ensure_server_key
 from fermion.cloud.settings import Settings
 from fermion.cloud.store import Store
@@ -43,6 +44,7 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     for router in routers():
         app.include_router(router)
+    install_console(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestId)
     return app
