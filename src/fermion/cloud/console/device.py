@@ -36,6 +36,10 @@ SHOWN_ACTIONS = (
     Action.DEVICE_UNCLAIM,
     Action.DEVICE_REMOVE,
     Action.AUDIT_VIEW,
+    # product navigation
+    Action.TEAM_VIEW,
+    Action.CUSTOMER_VIEW,
+    Action.CLIENT_VIEW,
 )
 
 
@@ -77,6 +81,7 @@ class DeviceView:
     product: Product | None
     health: Health
     can: set[Action]
+    role: Actor | None = None
     candidate: KeyCandidate | None = None
     keys: list[KeyVersion] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
@@ -86,7 +91,12 @@ class DeviceView:
 
     @property
     def can_change(self) -> bool:
-        changes = {Action.DEVICE_EDIT, Action.KEY_REPAIR, Action.DEVICE_UNCLAIM, Action.DEVICE_REMOVE}
+        changes = {
+            Action.DEVICE_EDIT,
+            Action.KEY_REPAIR,
+            Action.DEVICE_UNCLAIM,
+            Action.DEVICE_REMOVE,
+        }
         return bool(self.can & changes)
 
     @property
@@ -133,7 +143,7 @@ async def load_device_view(session: AsyncSession, caller: Caller, row: DeviceRow
     can = allowed_actions(actor, also)
     health = await session.scalar(select(HEALTH).where(Device.id == device.id))
     product = await session.get(Product, device.product_id) if device.product_id else None
-    view = DeviceView(row, product, Health(health or Health.OTHER.value), can)
+    view = DeviceView(row, product, Health(health or Health.OTHER.value), can, actor)
     if Action.KEY_VIEW in can:
         view.candidate = await session.scalar(
             select(KeyCandidate)
@@ -155,8 +165,7 @@ async def load_device_view(session: AsyncSession, caller: Caller, row: DeviceRow
             .limit(RECENT)
         )
         view.decisions = [
-            Decision(fp(c.fingerprint) or "", c.status, c.decided_by, c.decided_at)
-            for c in decided
+            Decision(fp(c.fingerprint) or "", c.status, c.decided_by, c.decided_at) for c in decided
         ]
     view.outcomes = list(
         await session.scalars(

@@ -58,7 +58,7 @@ LABELS: dict[Health, HealthLabel] = {
     Health.PROVEN: HealthLabel("Key mismatch — possession proven", "⚠", "warn"),
     Health.UNPROVEN: HealthLabel("Key mismatch — unproven", "✖", "bad"),
     Health.APPROVED: HealthLabel("Key approved — waiting for reconnect", "↻", "info"),
-    Health.SERVER_KEY: HealthLabel("Server key wrong", "⛔", "bad"),
+    Health.SERVER_KEY: HealthLabel("Server key wrong", "⊘", "bad"),
     Health.NEVER: HealthLabel("Never connected", "○", "muted"),
     Health.FAULT: HealthLabel("Firmware fault", "⚡", "bad"),
     Health.OTHER: HealthLabel("Unknown", "?", "muted"),
@@ -222,7 +222,9 @@ async def load_fleet(session: AsyncSession, product_id: int, query: FleetQuery) 
     in_product = Device.product_id == product_id
     health = HEALTH.label("health")
     count_rows = await session.execute(
-        select(health, Device.online, func.count()).where(in_product).group_by(health, Device.online)
+        select(health, Device.online, func.count())
+        .where(in_product)
+        .group_by(health, Device.online)
     )
     counts = dict.fromkeys(Health, 0)
     online = offline = 0
@@ -235,7 +237,7 @@ async def load_fleet(session: AsyncSession, product_id: int, query: FleetQuery) 
 
     conditions: list[Any] = [in_product]
     if query.health is not None:
-        conditions.append(HEALTH == query.health.value)
+        conditions.append(query.health.value == HEALTH)
     if query.online is not None:
         conditions.append(Device.online.is_(query.online))
     if query.q:

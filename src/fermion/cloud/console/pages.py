@@ -8,6 +8,7 @@ decides a permission, it only hides buttons the permission table would refuse an
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -75,6 +76,24 @@ def _when(value: datetime | str | None) -> str:
 
 templates.filters["when"] = _when
 templates.filters["fingerprint"] = fp
+
+
+def _outcome_detail(text: str | None) -> str:
+    """The device server keeps a small JSON note per outcome: its reason and a count."""
+    if not text:
+        return ""
+    try:
+        note = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(note, dict):
+        return text
+    reason = str(note.get("reason", ""))
+    count = note.get("count")
+    return f"{reason} (×{count})" if isinstance(count, int) and count > 1 else reason
+
+
+templates.filters["outcome_detail"] = _outcome_detail
 templates.globals["LABELS"] = LABELS
 templates.globals["Health"] = Health
 templates.globals["Action"] = Action
@@ -130,7 +149,11 @@ SessionDep = Annotated[ConsoleSession, Depends(current_session)]
 
 
 def render(
-    request: Request, name: str, status: int = 200, session: ConsoleSession | None = None, **ctx: Any
+    request: Request,
+    name: str,
+    status: int = 200,
+    session: ConsoleSession | None = None,
+    **ctx: Any,
 ) -> HTMLResponse:
     ctx.setdefault("notice", NOTICES.get(request.query_params.get("done", "")))
     html = templates.get_template(name).render(
@@ -224,11 +247,7 @@ async def login(request: Request) -> Response:
         },
     )
     if not reply.ok:
-        error = (
-            "Email or password is wrong."
-            if reply.status in (400, 401)
-            else reply.message
-        )
+        error = "Email or password is wrong." if reply.status in (400, 401) else reply.message
         return _login_page(request, next_url, error, status=reply.status)
     response = redirect(next_url)
     set_session_cookie(response, reply.body["access_token"], _secure(request))
@@ -346,6 +365,8 @@ async def _device_page(
         session=session,
         view=view,
         product=view.product,
+        role=view.role,
+        can=view.can,
         section="fleet",
         errors=errors or {},
         error=message,
@@ -597,9 +618,7 @@ async def team_remove(request: Request, product: str, session: SessionDep) -> Re
     form = await form_of(request, session)
     username = _text(form.get("username"), 254)
     path = f"/v1/products/{quote(product)}/team/{quote(username, safe='')}"
-    return await _product_action(
-        request, session, product, "DELETE", path, "member_removed", _team
-    )
+    return await _product_action(request, session, product, "DELETE", path, "member_removed", _team)
 
 
 async def _customers(request, session, product, status=200, errors=None) -> HTMLResponse:
@@ -745,9 +764,7 @@ async def audit(request: Request, product: str, session: SessionDep) -> Response
 def install(app: FastAPI) -> None:
     """Mount the console on the cloud's app: pages under /console, and / sends people there."""
     app.include_router(router)
-    app.mount(
-        "/console/static", StaticFiles(directory=_HERE / "static"), name="console-static"
-    )
+    app.mount("/console/static", StaticFiles(directory=_HERE / "static"), name="console-static")
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

@@ -1,0 +1,352 @@
+"""The console driven the way a person uses it: Debian's Chromium, headless, against a real
+``fermion serve`` on loopback."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from fermion.cloud import admin
+from fermion.keys import public_key_pem
+
+from .conftest import CUSTOMER, DEVELOPER, OWNER, VIEWER
+from .harness import IMAGES, PASSWORD, Cloud, browser_context, run_async
+from .wire import brownout_key, present_key, reconnect
+
+pytestmark = pytest.mark.integration
+
+
+def log_in(page: Page, cloud: Cloud, email: str, path: str = "/console") -> None:
+    page.goto(cloud.url + path)
+    expect(page).to_have_url(re.compile(r"/console/login\?next="))
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("button", name="Log out")).to_be_visible()
+
+
+def csrf_of(page: Page) -> str:
+    return page.locator('input[name="csrf_token"]').first.get_attribute("value") or ""
+
+
+def post_form(page: Page, path: str, fields: dict[str, str]) -> int:
+    """Submit a form the page does not show, from the page itself (same origin, its cookies)."""
+    return page.evaluate(
+        """async ([path, fields]) => {
+            const body = new URLSearchParams(fields);
+            const r = await fetch(path, {method: "POST", body, redirect: "manual"});
+            return r.status;
+        }""",
+        [path, fields],
+    )
+
+
+def test_brownout_refused_approve_then_online(cloud: Cloud, playwright: Any) -> None:
+    device = cloud.provision(OWNER, "1d0034000fffffffffff3933", "greenhouse-7")
+    cloud.provision(OWNER, "1d0034000fffffffffff3934", "greenhouse-8")
+    reconnect(cloud, device)
+    new_key = brownout_key()
+    present_key(cloud, device, new_key, proven=True)
+
+    with browser_context(playwright) as browser:
+        page = browser.new_page()
+        log_in(page, cloud, OWNER, f"/console/p/{cloud.product}")
+        expect(page.get_by_role("heading", name=re.compile("Fleet health"))).to_be_visible()
+        proven = page.locator('a.card[data-health="mismatch_proven"]')
+        expect(proven.locator(".count")).to_have_text("1")
+        expect(page.locator('a.card[data-health="never"] .count')).to_have_text("1")
+        row = page.locator(f'tr[data-device="{device.id}"]')
+        expect(row).to_contain_text("Key mismatch — possession proven")
+        page.screenshot(path=str(IMAGES / "console-fleet.png"), full_page=True)
+
+        # The filter narrows the table to the refused device.
+        proven.click()
+        expect(page.locator("tbody tr[data-device]")).to_have_count(1)
+
+        row.get_by_role("link", name=device.id).click()
+        candidate = page.locator("#candidate")
+        expect(candidate.locator('[data-fp="current"]')).to_have_text(device.fingerprint)
+        expect(candidate.locator('[data-fp="presented"]')).to_have_text(new_key.fingerprint.sha256)
+        expect(candidate).to_contain_text("Proven")
+        page.screenshot(path=str(IMAGES / "console-device.png"), full_page=True)
+
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Approve").click()
+        expect(page.locator(".notice")).to_contain_text("Key approved")
+        expect(page.locator('[data-live="health"]')).to_contain_text("waiting for reconnect")
+        expect(page.locator('[data-live="online"]')).to_contain_text("Offline")
+        assert cloud.device_json(OWNER, device.id)["key_fingerprint"] == new_key.fingerprint.sha256
+
+        # No reload from here: the page polls, and the device turns green when it reconnects.
+        page.evaluate("window.__stillTheSamePage = true")
+        reconnect(cloud, device)
+        expect(page.locator('[data-live="online"]')).to_contain_text("Online", timeout=15_000)
+        expect(page.locator('[data-live="health"]')).to_contain_text("OK", timeout=15_000)
+        assert page.evaluate("window.__stillTheSamePage") is True
+
+    events = cloud.audit(OWNER, device_id=device.id, action="key.candidate.approve")
+    assert [e["actor"] for e in events] == [f"user:{OWNER}"]
+
+
+def test_unclaim_a_customers_device(cloud: Cloud, playwright: Any) -> None:
+    device = cloud.provision(OWNER, "1d0034000fffffffffff4001", "customer-kettle")
+    cloud.claim_for_customer(CUSTOMER, device.id)
+    assert cloud.device_json(OWNER, device.id)["customer"] == CUSTOMER
+
+    with browser_context(playwright) as browser:
+        page = browser.new_page()
+        log_in(page, cloud, DEVELOPER, f"/console/devices/{device.id}")
+        expect(page.locator(".facts")).to_contain_text(f"{CUSTOMER} (customer)")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name=f"Unclaim from {CUSTOMER}").click()
+        expect(page.locator(".notice")).to_contain_text("Device unclaimed")
+        expect(page.locator(".facts").first).to_contain_text("unclaimed")
+
+    after = cloud.device_json(OWNER, device.id)
+    assert after["owner"] is None and after["customer"] is None
+    assert after["key_fingerprint"] == device.fingerprint  # nothing else changed
+    events = cloud.audit(OWNER, device_id=device.id, action="device.unclaim")
+    assert events and events[0]["actor"] == f"user:{DEVELOPER}"
+
+
+def test_view_only_member_sees_no_approve_and_a_forged_approve_is_refused(
+    cloud: Cloud, playwright: Any
+) -> None:
+    device = cloud.provision(OWNER, "1d0034000fffffffffff4002", "viewer-sees-this")
+    present_key(cloud, device, brownout_key(), proven=True)
+    (candidate,) = cloud.candidates(OWNER, device.id)
+    before_audit = cloud.audit(OWNER, device_id=device.id)
+
+    with browser_context(playwright) as browser:
+        page = browser.new_page()
+        log_in(page, cloud, VIEWER, f"/console/devices/{device.id}")
+        expect(page.locator("#candidate")).to_contain_text("needs the Developer role")
+        expect(page.get_by_role("button", name="Approve")).to_have_count(0)
+        expect(page.get_by_role("button", name="Reject")).to_have_count(0)
+        status = post_form(
+            page,
+            f"/console/devices/{device.id}/approve",
+            {"csrf_token": csrf_of(page), "candidate_id": str(candidate["id"])},
+        )
+        assert status == 403
+
+    (still,) = cloud.candidates(OWNER, device.id)
+    assert still["status"] == "pending"
+    assert cloud.device_json(OWNER, device.id)["key_fingerprint"] == device.fingerprint
+    assert cloud.audit(OWNER, device_id=device.id) == before_audit
+
+
+def test_missing_or_forged_csrf_token_is_refused(cloud: Cloud, playwright: Any) -> None:
+    device = cloud.provision(OWNER, "1d0034000fffffffffff4003", "csrf-target")
+    cloud.claim_for_customer(CUSTOMER, device.id)
+
+    with browser_context(playwright) as browser:
+        page = browser.new_page()
+        log_in(page, cloud, OWNER, f"/console/devices/{device.id}")
+        path = f"/console/devices/{device.id}/unclaim"
+        assert post_form(page, path, {}) == 403
+        assert post_form(page, path, {"csrf_token": "forged" + csrf_of(page)[6:]}) == 403
+        assert post_form(page, f"/console/devices/{device.id}/rename", {"name": "x"}) == 403
+
+    after = cloud.device_json(OWNER, device.id)
+    assert after["customer"] == CUSTOMER and after["name"] == "csrf-target"
+
+
+def test_expired_session_goes_to_login_and_back_to_the_page(cloud: Cloud, playwright: Any) -> None:
+    device = cloud.provision(OWNER, "1d0034000fffffffffff4004", "remember-me")
+    with browser_context(playwright) as browser:
+        page = browser.new_page()
+        log_in(page, cloud, OWNER, f"/console/devices/{device.id}")
+        expire_console_sessions(cloud, OWNER)
+        page.goto(cloud.url + f"/console/devices/{device.id}?tab=keys")
+        expect(page).to_have_url(re.compile(r"/console/login\?next=%2Fconsole%2Fdevices%2F"))
+        page.get_by_label("Email").fill(OWNER)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        expect(page).to_have_url(re.compile(rf"/console/devices/{device.id}\?tab=keys$"))
+        expect(page.get_by_role("heading", name=re.compile("remember-me"))).to_be_visible()
+
+
+def test_key_upload_malformed_shows_error_and_changes_nothing_then_repairs(
+    cloud: Cloud, playwright: Any, tmp_path: Any
+) -> None:
+    device = cloud.provision(OWNER, "1d0034000fffffffffff4005", "needs-repair")
+    cloud.claim_for_customer(CUSTOMER, device.id)
+    bad = tmp_path / "device.pub.pem"
+    bad.write_text("-----BEGIN PUBLIC KEY-----\nnot a key at all\n-----END PUBLIC KEY-----\n")
+    good_key = brownout_key()
+    good = tmp_path / "good.pub.pem"
+    good.write_bytes(public_key_pem(good_key.public))
+
+    with browser_context(playwright) as browser:
+        page = browser.new_page()
+        log_in(page, cloud, DEVELOPER, f"/console/devices/{device.id}")
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.locator('input[name="public_key"]').set_input_files(str(bad))
+        page.get_by_role("button", name=re.compile("Repair key")).click()
+        error = page.locator("#public_key-error")
+        expect(error).to_contain_text("publicKey")
+        expect(page.locator('input[name="public_key"]')).to_have_attribute("aria-invalid", "true")
+        assert cloud.device_json(OWNER, device.id)["key_fingerprint"] == device.fingerprint
+
+        page.locator('input[name="public_key"]').set_input_files(str(good))
+        page.get_by_role("button", name=re.compile("Repair key")).click()
+        expect(page.locator(".notice")).to_contain_text("claim is kept")
+        expect(page.locator('[data-live="key"]')).to_contain_text(good_key.fingerprint.sha256)
+
+    after = cloud.device_json(OWNER, device.id)
+    assert after["key_fingerprint"] == good_key.fingerprint.sha256
+    assert after["customer"] == CUSTOMER  # the claim is kept
+
+
+def test_phone_width_pages_fit_and_read_without_colour(cloud: Cloud, playwright: Any) -> None:
+    device = cloud.provision(OWNER, "1d0034000fffffffffff4006", "pocket")
+    present_key(cloud, device, brownout_key(), proven=False)
+    with browser_context(playwright, viewport={"width": 390, "height": 844}) as browser:
+        page = browser.new_page()
+        log_in(page, cloud, OWNER, f"/console/p/{cloud.product}?q=pocket")
+        fits = "document.documentElement.scrollWidth <= window.innerWidth"
+        assert page.evaluate(fits)
+        row = page.locator(f'tr[data-device="{device.id}"]')
+        # The state is written out, and has a symbol: no colour needed to read it.
+        expect(row).to_contain_text("✖ Key mismatch — unproven")
+        expect(row).to_contain_text("○ Offline")
+        page.screenshot(path=str(IMAGES / "console-fleet-phone.png"), full_page=True)
+        row.get_by_role("link", name=device.id).click()
+        expect(page.locator("#candidate")).to_contain_text("Not proven")
+        assert page.evaluate(fits)
+        page.screenshot(path=str(IMAGES / "console-device-phone.png"), full_page=True)
+
+
+def test_team_customers_and_oauth_clients(cloud: Cloud, playwright: Any) -> None:
+    cloud.admin(admin.create_user, "newcomer@example.com", PASSWORD)
+    with browser_context(playwright) as browser:
+        page = browser.new_page()
+        log_in(page, cloud, OWNER, f"/console/p/{cloud.product}/team")
+        page.on("dialog", lambda dialog: dialog.accept())
+
+        invite = page.locator('form[action$="/team/invite"]')
+        invite.get_by_label("Email").fill("newcomer@example.com")
+        invite.get_by_label("Role").select_option("Support")
+        invite.get_by_role("button", name="Invite").click()
+        expect(page.locator(".notice")).to_contain_text("invited")
+        member = page.locator("tr", has_text="newcomer@example.com")
+        expect(member.locator('td[data-label="Role"]')).to_have_text("Support")
+
+        member.get_by_label("Role for newcomer@example.com").select_option("Developer")
+        member.get_by_role("button", name="Change role").click()
+        expect(page.locator(".notice")).to_contain_text("Role changed")
+        member = page.locator("tr", has_text="newcomer@example.com")
+        expect(member.locator('td[data-label="Role"]')).to_have_text("Developer")
+
+        member.get_by_role("button", name="Remove").click()
+        expect(page.locator(".notice")).to_contain_text("removed")
+        expect(page.locator("tr", has_text="newcomer@example.com")).to_have_count(0)
+
+        # An unknown person cannot be invited: the error is shown next to the form.
+        invite = page.locator('form[action$="/team/invite"]')
+        invite.get_by_label("Email").fill("nobody@example.com")
+        invite.get_by_role("button", name="Invite").click()
+        expect(page.locator("#invite-error")).to_be_visible()
+
+        page.get_by_role("link", name="Customers").click()
+        create = page.locator('form[action$="/customers/create"]')
+        create.get_by_label("Email").fill("shadow@mycompany.com")
+        create.get_by_role("button", name="Create").click()
+        expect(page.locator(".notice")).to_contain_text("Customer created")
+        customer = page.locator("tr", has_text="shadow@mycompany.com")
+        expect(customer).to_have_count(1)
+        customer.get_by_role("button", name="Delete").click()
+        expect(page.locator(".notice")).to_contain_text("Customer deleted")
+        expect(page.locator("tr", has_text="shadow@mycompany.com")).to_have_count(0)
+
+        page.get_by_role("link", name="OAuth clients").click()
+        create = page.locator('form[action$="/clients/create"]')
+        create.get_by_label("Name").fill("Fleet backend")
+        create.get_by_role("button", name="Create").click()
+        secret = page.locator('[data-created="secret"]').inner_text()
+        client_id = page.locator('[data-created="id"]').inner_text()
+        assert len(secret) >= 20
+        page.goto(cloud.url + f"/console/p/{cloud.product}/clients")
+        expect(page.locator("body")).not_to_contain_text(secret)  # shown once, never again
+        client = page.locator("tr", has_text=client_id)
+        client.get_by_role("button", name="Delete").click()
+        expect(page.locator(".notice")).to_contain_text("client deleted")
+        expect(page.locator("tr", has_text=client_id)).to_have_count(0)
+
+
+def test_audit_log_filters_and_links_to_the_device(cloud: Cloud, playwright: Any) -> None:
+    device = cloud.provision(OWNER, "1d0034000fffffffffff4007", "audited")
+    with cloud.api(OWNER) as c:
+        assert c.put(f"/v1/devices/{device.id}", data={"name": "audited-2"}).status_code == 200
+    with browser_context(playwright) as browser:
+        page = browser.new_page()
+        log_in(page, cloud, OWNER, f"/console/p/{cloud.product}/audit")
+        page.get_by_label("Device id").fill(device.id)
+        page.get_by_label("Action").fill("key.upload")
+        page.get_by_role("button", name="Filter").click()
+        rows = page.locator("table.audit tbody tr")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_contain_text(f"user:{OWNER}")
+        page.get_by_label("Actor").fill("user:nobody@example.com")
+        page.get_by_role("button", name="Filter").click()
+        expect(page.locator("table.audit")).to_contain_text("No events match")
+        page.goto(cloud.url + f"/console/p/{cloud.product}/audit?device_id={device.id}")
+        page.locator("table.audit tbody tr").first.get_by_role("link", name=device.id).click()
+        expect(page).to_have_url(re.compile(rf"/console/devices/{device.id}$"))
+
+
+def test_fleet_search_sort_and_pages(cloud: Cloud, playwright: Any) -> None:
+    for n in range(27):
+        cloud.provision(OWNER, f"2e00000000000000000000{n:02x}", f"row-{n:02d}")
+    hostile = "<script>alert(1)</script>"
+    cloud.provision(OWNER, "2e0000000000000000000100", hostile)
+    dialogs: list[str] = []
+    with browser_context(playwright) as browser:
+        page = browser.new_page()
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        log_in(page, cloud, OWNER, f"/console/p/{cloud.product}?q=2e00&sort=name&dir=asc")
+        rows = page.locator("tbody tr[data-device]")
+        expect(rows).to_have_count(25)
+        expect(page.locator(".pager")).to_contain_text("Page 1 of 2")
+        # A name is text, never markup.
+        expect(rows.first.locator('td[data-label="Name"]')).to_have_text(hostile)
+        page.get_by_role("link", name="Next").click()
+        expect(rows).to_have_count(3)
+        expect(rows.last.locator('td[data-label="Name"]')).to_have_text("row-26")
+        page.get_by_role("link", name=re.compile("^Name")).click()  # now descending
+        expect(rows.first.locator('td[data-label="Name"]')).to_have_text("row-26")
+        page.get_by_label("Search by device id or name").fill("row-1")
+        page.get_by_role("button", name="Search").click()
+        expect(rows).to_have_count(10)
+    assert dialogs == []
+
+
+def expire_console_sessions(cloud: Cloud, email: str) -> None:
+    """Move the person's console tokens' expiry into the past, as time would."""
+    from datetime import timedelta
+
+    from sqlalchemy import select, update
+
+    from fermion.cloud.store.models import AccessToken, User, utcnow
+
+    async def go() -> None:
+        store = cloud.store()
+        try:
+            async with store.write() as session:
+                user_id = await session.scalar(select(User.id).where(User.email == email))
+                await session.execute(
+                    update(AccessToken)
+                    .where(
+                        AccessToken.user_id == user_id,
+                        AccessToken.client_name == "fermion-console",
+                    )
+                    .values(expires_at=utcnow() - timedelta(seconds=1))
+                )
+        finally:
+            await store.close()
+
+    run_async(go())
