@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from fermion.errors import FermionError
 from fermion.protocol import NEED_DATA, Failure, coap
 from fermion.protocol.channel import Channel
-from fermion.protocol.connection import HelloReceived, ServerConnection
+from fermion.protocol.connection import DeviceConnection, HelloReceived, ServerConnection
 from fermion.protocol.errors import ProtocolViolation
 from fermion.protocol.handshake import (
     DeviceHandshake,
@@ -227,3 +227,41 @@ def test_server_connection_survives_any_traffic(
     if failures:
         assert events[-1] is failures[0] and server.closed
         assert failures[0].reason
+
+
+@FUZZ
+@given(
+    hello_first=st.booleans(),
+    plaintexts=st.lists(coap_like | st.binary(max_size=40), max_size=5),
+    garbage=st.binary(max_size=40),
+    eof=st.booleans(),
+)
+def test_device_connection_survives_any_server_traffic(
+    server_key, device_key, hello_first, plaintexts, garbage, eof
+):
+    server = ServerHandshake(server_key)
+    device = DeviceConnection(device_key, DEVICE_ID, server_key.public_key(), coap.Hello())
+    device.receive_data(server.initiate())
+    drain(device)
+    server.receive_data(device.data_to_send())
+    server.next_event()
+    device.receive_data(server.accept(device_key.public_key()))
+    events = drain(device)
+    assert server.session is not None
+    server_channel = Channel(server.session)
+    stream = b""
+    if hello_first:
+        stream += server_channel.send(coap.hello(7).encode())
+    for plaintext in plaintexts:
+        stream += server_channel.send(plaintext)
+    stream += garbage
+    for i in range(0, len(stream), 5):
+        device.receive_data(stream[i : i + 5])
+        events += drain(device)
+    if eof:
+        device.receive_data(b"")
+        events += drain(device)
+    failures = [e for e in events if isinstance(e, Failure)]
+    assert len(failures) <= 1
+    if failures:
+        assert events[-1] is failures[0] and device.closed

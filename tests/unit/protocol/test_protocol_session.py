@@ -18,10 +18,10 @@ from fermion.protocol.connection import (
     Closed,
     Connected,
     DescribeReceived,
+    DescribeRequested,
     DeviceConnection,
     EventPublished,
     HelloReceived,
-    MessageReceived,
     PingReceived,
     ServerConnection,
     SubscriptionRequested,
@@ -189,7 +189,8 @@ def test_a_whole_session(server_key, device_key, script, mode):
     wire.run()
     assert wire.device_events[0] == EventPublished("spark/status", b"online", False, 60)
     request = wire.device_events[1]
-    assert isinstance(request, MessageReceived) and request.message.message_id == describe_id
+    assert isinstance(request, DescribeRequested) and request.flags == 2
+    assert request.message.message_id == describe_id
     device.respond(request.message, coap.Code.CONTENT, b'{"f":["x"]}')
     wire.run()
     assert wire.server_events == [DescribeReceived(2, b'{"f":["x"]}')]
@@ -361,3 +362,46 @@ def test_first_message_must_be_the_hello(server_key, device_key, script):
     # The Hello was dropped, so the ping is encrypted with an IV the server does not expect:
     # either the padding or the Hello check catches it.
     assert failure.outcome is Outcome.MALFORMED
+
+
+def test_a_timeout_from_the_io_layer_is_recorded_as_an_outcome(server_key, script):
+    server = ServerConnection(server_key, random=script(NONCE))
+    server.initiate()
+    failure = server.timed_out("the key block")
+    assert failure.outcome is Outcome.TIMEOUT and server.failure is failure
+    assert server.closed and server.next_event() is NEED_DATA
+    server.receive_data(b"late bytes are ignored")
+    assert server.next_event() is NEED_DATA
+
+
+def identified_server(server_key, device_key, script) -> ServerConnection:
+    server = ServerConnection(server_key, random=script(NONCE, SESSION, SERVER_COUNTER_SEED))
+    device = DeviceConnection(device_key, DEVICE_ID, server_key.public_key(), HELLO)
+    server.initiate()
+    device.receive_data(server.data_to_send())
+    device.next_event()
+    server.receive_data(device.data_to_send())
+    assert isinstance(server.next_event(), DeviceIdentified)
+    return server
+
+
+def test_a_device_streaming_bytes_before_the_reply_is_cut_off(server_key, device_key, script):
+    server = identified_server(server_key, device_key, script)
+    server.receive_data(bytes(4096))  # one frame's worth is tolerated while the caller decides
+    assert server.next_event() is NEED_DATA
+    server.receive_data(bytes(100))
+    failure = server.next_event()
+    assert isinstance(failure, Failure) and failure.outcome is Outcome.MALFORMED
+    assert "after its key block" in failure.reason
+    # The caller's late decision changes nothing and sends nothing.
+    server.accept(device_key.public_key())
+    assert server.closed and server.data_to_send() == b""
+    assert server.reject(Outcome.UNKNOWN_DEVICE, "late") is failure
+
+
+def test_accept_after_a_timeout_is_a_no_op(server_key, device_key, script):
+    server = identified_server(server_key, device_key, script)
+    server.data_to_send()
+    server.timed_out("the device lookup")
+    server.accept(device_key.public_key())
+    assert server.data_to_send() == b"" and server.failure.outcome is Outcome.TIMEOUT
