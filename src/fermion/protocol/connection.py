@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum, auto
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -118,6 +119,22 @@ class AckReceived:
 
 
 @dataclass(frozen=True)
+class DescribeRequested:
+    """Device side: the server asked for a Describe; answer ``respond(message, CONTENT, json)``."""
+
+    flags: int
+    message: coap.Message
+
+
+@dataclass(frozen=True)
+class RequestReceived:
+    """Device side: any other server request (function, variable, key change...); answer it
+    with ``respond()``, whose piggy-backed ACK carries the result."""
+
+    message: coap.Message
+
+
+@dataclass(frozen=True)
 class MessageReceived:
     """Any other CoAP message (confirmable ones were ACKed already)."""
 
@@ -151,6 +168,8 @@ DeviceEvent = (
     | TimeReceived
     | PingReceived
     | AckReceived
+    | DescribeRequested
+    | RequestReceived
     | MessageReceived
     | Closed
     | Failure
@@ -360,7 +379,7 @@ class ServerConnection(_Endpoint):
         self, flags: int = coap.DescribeFlag.SYSTEM | coap.DescribeFlag.APPLICATION
     ) -> int:
         message_id = self._next_id()
-        self._describe_requests[message_id] = flags
+        _remember(self._describe_requests, message_id, flags)
         self._write(coap.describe_request(message_id, flags))
         return message_id
 
@@ -459,7 +478,7 @@ class DeviceConnection(_Endpoint):
             send_public_key=send_public_key,
         )
         self._hello = hello
-        self._pending_time: set[int] = set()
+        self._pending_time: dict[int, None] = {}
 
     def receive_data(self, data: bytes) -> None:
         if self.closed:
@@ -502,14 +521,17 @@ class DeviceConnection(_Endpoint):
             self.state = ConnectionState.CONNECTED
             return Connected(message.payload)
         if message.type is coap.MessageType.ACK and message.message_id in self._pending_time:
-            self._pending_time.discard(message.message_id)
+            del self._pending_time[message.message_id]
             return TimeReceived(coap.parse_time_response(message))
         common = self._answer_common(message)
         if common is not None:
             return common
-        if message.code == coap.Code.GET and message.uri_path[:1] == ["d"]:
-            # The caller answers with respond(); a piggy-backed ACK carries the Describe.
-            return MessageReceived(message)
+        if message.is_request:
+            # Not ACKed here: the answer (a Describe, a function result, a variable) rides on
+            # the ACK, so the caller sends it with respond().
+            if message.code == coap.Code.GET and message.uri_path[:1] == ["d"]:
+                return DescribeRequested(_query_flags(message), message)
+            return RequestReceived(message)
         self._ack_if_confirmable(message)
         return MessageReceived(message)
 
@@ -534,7 +556,7 @@ class DeviceConnection(_Endpoint):
 
     def request_time(self) -> int:
         message_id = self._next_id()
-        self._pending_time.add(message_id)
+        _remember(self._pending_time, message_id, None)
         self._write(coap.time_request(message_id, token=bytes((message_id & 0xFF,))))
         return message_id
 
@@ -561,3 +583,21 @@ class DeviceConnection(_Endpoint):
                 coap.MessageType.ACK, code, request.message_id, request.token, payload=payload
             )
         )
+
+
+# A peer that never answers must not grow these maps: only the latest few requests are matched.
+MAX_PENDING_REQUESTS = 8
+
+
+def _remember(pending: dict[int, Any], message_id: int, value: Any) -> None:
+    pending[message_id] = value
+    while len(pending) > MAX_PENDING_REQUESTS:
+        del pending[next(iter(pending))]
+
+
+def _query_flags(message: coap.Message) -> int:
+    """The Describe flags of a ``GET /d`` (its 1-byte query; system + application if absent)."""
+    for value in message.uri_query:
+        if len(value) == 1:
+            return value[0]
+    return int(coap.DescribeFlag.SYSTEM | coap.DescribeFlag.APPLICATION)

@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import NoDigestInfo
 
 from fermion.errors import KeyFormatError
+from fermion.keys import DEVICE_RSA_BITS, SERVER_RSA_BITS
 from fermion.protocol.errors import NEED_DATA, Failure, NeedData, Outcome, ProtocolError
 
 NONCE_SIZE = 40
@@ -50,7 +51,6 @@ SHORT_PLAINTEXT_SIZE = NONCE_SIZE + DEVICE_ID_SIZE  # the older form without the
 DEVICE_PUBLIC_KEY_SIZE = 162
 FULL_PLAINTEXT_SIZE = SHORT_PLAINTEXT_SIZE + DEVICE_PUBLIC_KEY_SIZE
 HMAC_SIZE = 20
-DEVICE_RSA_BITS = 1024
 # A device is silent between its key block and the server's reply; allow one frame's worth.
 DEFAULT_MAX_EARLY_DATA = 4096 + 2
 
@@ -244,6 +244,13 @@ class ServerHandshake:
         self._keys = [server_key]
         if previous_server_key is not None:
             self._keys.append(previous_server_key)
+        for key in self._keys:
+            # Devices read exactly 256 bytes of signature and encrypt to a 256-byte modulus.
+            if getattr(key, "key_size", None) != SERVER_RSA_BITS:
+                raise KeyFormatError(
+                    f"server key: the TCP handshake needs an RSA-2048 key, this one has "
+                    f"{getattr(key, 'key_size', None)} bits"
+                )
         self._random = random
         self._max_early_data = max_early_data
         self._buffer = bytearray()
@@ -322,10 +329,7 @@ class ServerHandshake:
                 # Explicit rejection (an OpenSSL without implicit rejection, or a block whose
                 # integer value is not below the modulus).
                 continue
-            if (
-                hmac.compare_digest(plaintext[:NONCE_SIZE], self._nonce)
-                and len(plaintext) >= NONCE_SIZE
-            ):
+            if hmac.compare_digest(plaintext[:NONCE_SIZE], self._nonce):
                 if len(plaintext) < SHORT_PLAINTEXT_SIZE:
                     return Malformed(
                         f"key block plaintext is {len(plaintext)} bytes, "

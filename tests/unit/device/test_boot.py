@@ -13,7 +13,6 @@ from fermion.device.dct import (
     decode_private_key_slot,
     read_private_key_slot,
     read_public_key_slot,
-    reencode_private_key,
     write_cloud_transport,
     write_private_key,
 )
@@ -26,6 +25,7 @@ from fermion.keys import (
     Algorithm,
     fingerprint,
     generate_server_key,
+    private_key_der,
     public_key_der,
     public_key_pem,
 )
@@ -115,9 +115,9 @@ def test_brownout_regenerates_key_and_saved_key_restores_it(tmp_path: Path) -> N
         "names": ["PUBLIC_SERVER_KEY_BLANK", "SERVER_ADDRESS_BLANK"],
     }
 
-    write_private_key(
-        link, Transport.TCP, reencode_private_key(decode_private_key_slot(old_slot, "x"))
-    )
+    old_key = decode_private_key_slot(old_slot, "x").private
+    assert old_key is not None
+    write_private_key(link, Transport.TCP, private_key_der(old_key))
     link.reset()
     assert _fp(device) == old
     assert describe(device)["public_key_slot"]["fingerprint"]["sha256"] == old

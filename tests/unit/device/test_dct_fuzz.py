@@ -157,3 +157,41 @@ def test_address_block_structured(kind: int, length: int, rest: bytes) -> None:
 def test_keyhelper_record_garbage(data: bytes, size: int) -> None:
     keys = decode_record(data, size)
     assert keys is None or len(keys) == size
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    data=images(),
+    command=st.sampled_from(
+        [["keys", "address"], ["keys", "save", "out", "--force"], ["keys", "protocol"]]
+    ),
+    platform=st.sampled_from([[], ["--platform", "electron"], ["--platform", "photon"]]),
+)
+def test_keys_commands_on_random_dumps_never_trace_back(
+    data: bytes, command: list[str], platform: list[str]
+) -> None:
+    """The CLI on a garbage dump: success, or exit 1 with one ``error:`` line. Never a traceback."""
+    import contextlib
+    import io
+    import os
+
+    from fermion.cli.main import main
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "dump.bin"
+        path.write_bytes(data)
+        err = io.StringIO()
+        cwd = os.getcwd()
+        os.chdir(tmp)
+        try:
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                try:
+                    main([*command, "--dct", str(path), *platform])
+                    code = 0
+                except SystemExit as exc:
+                    code = int(exc.code or 0)
+        finally:
+            os.chdir(cwd)
+        assert code in (0, 1)
+        if code:
+            assert "error:" in err.getvalue()

@@ -17,6 +17,7 @@ from fermion.device.keyhelper import (
     FileStore,
     check,
     decode_record,
+    device_store,
     encode_record,
 )
 from fermion.device.link import SimLink
@@ -123,7 +124,7 @@ def test_helper_restores_the_key_a_brownout_erased(tmp_path: Path) -> None:
     device = SimDevice.create(Platform.PHOTON)
     boot(device)
     link = SimLink(device)
-    store = EepromStore(device.folder / "eeprom.bin")
+    store = device_store(device, "eeprom")
     assert check(link, Transport.TCP, store, CheckMode.SAVE_CURRENT).saved
     old = decode_private_key_slot(read_private_key_slot(link, Transport.TCP), "x").fingerprint
 
@@ -138,3 +139,13 @@ def test_helper_restores_the_key_a_brownout_erased(tmp_path: Path) -> None:
     assert (
         decode_private_key_slot(read_private_key_slot(link, Transport.TCP), "x").fingerprint == old
     )
+
+
+def test_file_store_lives_in_the_device_folder() -> None:
+    device = SimDevice.create(Platform.ARGON)
+    boot(device)
+    store = device_store(device, "file")
+    assert check(SimLink(device), Transport.UDP, store, CheckMode.SAVE_CURRENT).saved
+    assert len((device.folder / "keyhelper.dat").read_bytes()) == 328
+    with pytest.raises(DeviceError, match="not eeprom or file"):
+        device_store(device, "sd")

@@ -18,10 +18,10 @@ from fermion.protocol.connection import (
     Closed,
     Connected,
     DescribeReceived,
+    DescribeRequested,
     DeviceConnection,
     EventPublished,
     HelloReceived,
-    MessageReceived,
     PingReceived,
     ServerConnection,
     SubscriptionRequested,
@@ -189,7 +189,8 @@ def test_a_whole_session(server_key, device_key, script, mode):
     wire.run()
     assert wire.device_events[0] == EventPublished("spark/status", b"online", False, 60)
     request = wire.device_events[1]
-    assert isinstance(request, MessageReceived) and request.message.message_id == describe_id
+    assert isinstance(request, DescribeRequested) and request.flags == 2
+    assert request.message.message_id == describe_id
     device.respond(request.message, coap.Code.CONTENT, b'{"f":["x"]}')
     wire.run()
     assert wire.server_events == [DescribeReceived(2, b'{"f":["x"]}')]
