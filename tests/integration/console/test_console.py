@@ -14,7 +14,7 @@ from fermion.keys import public_key_pem
 
 from .conftest import CUSTOMER, DEVELOPER, OWNER, VIEWER
 from .harness import IMAGES, PASSWORD, Cloud, browser_context, run_async
-from .wire import brownout_key, present_key, reconnect
+from .wire import brownout_key, present_key, reconnect, server_key_refused
 
 pytestmark = pytest.mark.integration
 
@@ -350,3 +350,20 @@ def expire_console_sessions(cloud: Cloud, email: str) -> None:
             await store.close()
 
     run_async(go())
+
+
+def test_server_key_wrong_is_shown_by_address(cloud: Cloud, playwright: Any) -> None:
+    device = cloud.provision(OWNER, "1d0034000fffffffffff4008", "seen-here-before")
+    reconnect(cloud, device)  # the product knows the address 127.0.0.1
+    server_key_refused(cloud, "127.0.0.1:40001")
+    server_key_refused(cloud, "127.0.0.1:40002")
+    server_key_refused(cloud, "198.51.100.7:40003")  # not an address of this product's devices
+    with browser_context(playwright) as browser:
+        page = browser.new_page()
+        log_in(page, cloud, OWNER, f"/console/p/{cloud.product}")
+        panel = page.locator("#server-key")
+        expect(panel.locator("tbody tr")).to_have_count(1)
+        expect(panel.locator("tbody tr")).to_contain_text("127.0.0.1")
+        expect(panel.locator('td[data-label="Refused"]')).to_have_text("2")
+        expect(panel).not_to_contain_text("198.51.100.7")
+        expect(page.locator('a.card[data-health="server_key"] .count')).to_have_text("1")

@@ -1,22 +1,22 @@
-"""What a device does on the wire, as the device server records it in the store.
+"""What a device does on the wire, recorded with the device server's own store writes.
 
-Until simulated devices connect to the server under test here, these write exactly the facts
-the device server writes for a handshake: a refused key (candidate + outcome), the proof that
-the device holds the matching private key, and a completed handshake (presence).
+Until simulated devices connect to the server under test here, these hand the device server's
+``write_facts`` exactly the facts it records for a handshake: a refused key (a candidate and a
+``key_mismatch`` outcome), the proof that the device holds the matching private key, a
+completed handshake (presence), and a block no server key opens (by address only).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
-
-from fermion.cloud.store.models import (
-    CandidateStatus,
-    Device,
-    HandshakeOutcome,
-    KeyCandidate,
-    KeyHealth,
-    utcnow,
+from fermion.cloud.devices.registry import (
+    CandidateSeen,
+    Fact,
+    OutcomeFact,
+    PossessionProven,
+    Presence,
+    write_facts,
 )
+from fermion.cloud.store.models import utcnow
 from fermion.keys import (
     Algorithm,
     LoadedKey,
@@ -38,106 +38,53 @@ def brownout_key() -> LoadedKey:
     return load_key(public_key_pem(generate_device_key(Algorithm.RSA).public_key()), "brownout")
 
 
-async def _present(cloud: Cloud, device_id: str, key: LoadedKey, proven: bool) -> None:
-    store = cloud.store()
-    now = utcnow()
-    try:
-        async with store.write() as session:
-            row = await session.scalar(
-                select(KeyCandidate).where(
-                    KeyCandidate.device_id == device_id,
-                    KeyCandidate.fingerprint == key.fingerprint.hex,
-                )
-            )
-            if row is None:
-                session.add(
-                    KeyCandidate(
-                        device_id=device_id,
-                        fingerprint=key.fingerprint.hex,
-                        algorithm=key.algorithm.value,
-                        der=public_key_der(key.public),
-                        first_seen=now,
-                        last_seen=now,
-                        count=1,
-                        remote_address=f"{ADDRESS}:50123",
-                        possession_proven=proven,
-                        status=CandidateStatus.PENDING,
-                    )
-                )
-            else:
-                row.count += 1
-                row.last_seen = now
-            session.add(
-                HandshakeOutcome(
-                    device_id=device_id,
-                    remote_address=f"{ADDRESS}:50123",
-                    outcome=Outcome.KEY_MISMATCH.value,
-                    detail='{"count": 1, "reason": "presented key does not match"}',
-                    fingerprint=key.fingerprint.hex,
-                    at=now,
-                )
-            )
-            await session.execute(
-                update(Device)
-                .where(Device.id == device_id)
-                .values(
-                    key_health=KeyHealth.MISMATCH,
-                    last_outcome=Outcome.KEY_MISMATCH.value,
-                    online=False,
-                    last_heard=now,
-                )
-            )
-    finally:
-        await store.close()
+def record(cloud: Cloud, *facts: Fact) -> None:
+    async def go() -> None:
+        store = cloud.store()
+        try:
+            async with store.write() as session:
+                await write_facts(session, facts)
+        finally:
+            await store.close()
+
+    run_async(go())
 
 
 def present_key(cloud: Cloud, device: TestDevice, key: LoadedKey, *, proven: bool = True) -> None:
-    """The device connects with ``key``, the cloud holds another: refused, candidate kept."""
-    run_async(_present(cloud, device.id, key, proven))
-
-
-async def _connected(cloud: Cloud, device_id: str) -> None:
-    store = cloud.store()
+    """The device connects with ``key`` while the cloud holds another: refused, key kept."""
     now = utcnow()
-    try:
-        async with store.write() as session:
-            await session.execute(
-                update(Device)
-                .where(Device.id == device_id)
-                .values(
-                    online=True,
-                    last_heard=now,
-                    last_handshake_at=now,
-                    last_ip_address=ADDRESS,
-                    key_health=KeyHealth.OK,
-                    last_outcome=Outcome.OK.value,
-                )
-            )
-    finally:
-        await store.close()
+    address = f"{ADDRESS}:50123"
+    facts: list[Fact] = [
+        CandidateSeen(
+            device.id,
+            key.fingerprint.hex,
+            key.algorithm.value,
+            public_key_der(key.public),
+            address,
+            now,
+        ),
+        OutcomeFact(
+            Outcome.KEY_MISMATCH,
+            device.id,
+            address,
+            "presented key does not match",
+            key.fingerprint.hex,
+            now,
+        ),
+        Presence(device.id, online=False, address=address, handshake=False, at=now),
+    ]
+    if proven:
+        facts.insert(1, PossessionProven(device.id, key.fingerprint.hex))
+    record(cloud, *facts)
 
 
 def reconnect(cloud: Cloud, device: TestDevice) -> None:
     """The device's handshake now succeeds: it is online with a key the cloud holds."""
-    run_async(_connected(cloud, device.id))
-
-
-async def _server_key_refused(cloud: Cloud, address: str) -> None:
-    store = cloud.store()
-    try:
-        async with store.write() as session:
-            session.add(
-                HandshakeOutcome(
-                    device_id=None,
-                    remote_address=address,
-                    outcome=Outcome.SERVER_KEY_MISMATCH.value,
-                    detail='{"count": 1, "reason": "no server key opens the block"}',
-                    at=utcnow(),
-                )
-            )
-    finally:
-        await store.close()
+    record(cloud, Presence(device.id, online=True, address=ADDRESS, handshake=True, at=utcnow()))
 
 
 def server_key_refused(cloud: Cloud, address: str) -> None:
-    run_async(_server_key_refused(cloud, address))
+    record(
+        cloud,
+        OutcomeFact(Outcome.SERVER_KEY_MISMATCH, None, address, "no server key opens the block"),
+    )

@@ -58,7 +58,7 @@ LABELS: dict[Health, HealthLabel] = {
     Health.PROVEN: HealthLabel("Key mismatch — possession proven", "⚠", "warn"),
     Health.UNPROVEN: HealthLabel("Key mismatch — unproven", "✖", "bad"),
     Health.APPROVED: HealthLabel("Key approved — waiting for reconnect", "↻", "info"),
-    Health.SERVER_KEY: HealthLabel("Server key wrong", "⊘", "bad"),
+    Health.SERVER_KEY: HealthLabel("Server key wrong (by address)", "⊘", "bad"),
     Health.NEVER: HealthLabel("Never connected", "○", "muted"),
     Health.FAULT: HealthLabel("Firmware fault", "⚡", "bad"),
     Health.OTHER: HealthLabel("Unknown", "?", "muted"),
@@ -270,6 +270,9 @@ async def load_fleet(session: AsyncSession, product_id: int, query: FleetQuery) 
         )
         for d, user_email, customer_email, h in rows
     ]
+    addresses = await _server_key_addresses(session, product_id)
+    # Such a device cannot say who it is: each address counts as one device of the product.
+    counts[Health.SERVER_KEY] += len(addresses)
     return Fleet(
         counts=counts,
         online=online,
@@ -277,7 +280,7 @@ async def load_fleet(session: AsyncSession, product_id: int, query: FleetQuery) 
         devices=devices,
         total=total,
         pages=pages,
-        server_key_addresses=await _server_key_addresses(session, product_id),
+        server_key_addresses=addresses,
     )
 
 
