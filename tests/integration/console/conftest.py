@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,10 +21,10 @@ PRODUCT = "Console Fleet"
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    home = tmp_path_factory.mktemp("console-cloud")
-    cloud = start_cloud(home)
+def seeded_cloud(home: Path, database_url: str | None = None) -> Iterator[Cloud]:
+    """A running cloud with a product whose team has an owner, a developer and a View-only
+    member, a two-legged server client and one two-legged customer."""
+    cloud = start_cloud(home, database_url)
     try:
         for email in (OWNER, DEVELOPER, VIEWER):
             cloud.admin(admin.create_user, email, PASSWORD)
@@ -38,6 +39,11 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
         yield cloud
     finally:
         stop_cloud(cloud)
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    yield from seeded_cloud(tmp_path_factory.mktemp("console-cloud"))
 
 
 @pytest.fixture(scope="module")

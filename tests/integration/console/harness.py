@@ -75,15 +75,12 @@ class Cloud:
     home: Path
     url: str
     process: subprocess.Popen[bytes]
+    database_url: str
     product: str = "console-fleet"
     product_id: int = 0
     client_id: str = ""
     client_secret: str = ""
     tokens: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def database_url(self) -> str:
-        return sqlite_url(self.home / "fermion.db")
 
     def store(self) -> Store:
         return Store(self.database_url)
@@ -179,12 +176,13 @@ class Cloud:
             return r.json()["events"]
 
 
-def start_cloud(home: Path) -> Cloud:
+def start_cloud(home: Path, database_url: str | None = None) -> Cloud:
+    """``fermion serve`` over ``database_url`` (default: a SQLite file in ``home``)."""
     home.mkdir(parents=True, exist_ok=True)
-    url = sqlite_url(home / "fermion.db")
-    upgrade(url)
+    database_url = database_url or sqlite_url(home / "fermion.db")
+    upgrade(database_url)
     port = free_port()
-    env = {**os.environ, "FERMION_HOME": str(home)}
+    env = {**os.environ, "FERMION_HOME": str(home), "FERMION_DATABASE_URL": database_url}
     log = (home / "serve.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "fermion.cli.main", "serve", "--port", str(port)],
@@ -193,7 +191,9 @@ def start_cloud(home: Path) -> Cloud:
         stderr=subprocess.STDOUT,
         cwd=home,
     )
-    cloud = Cloud(home=home, url=f"http://127.0.0.1:{port}", process=process)
+    cloud = Cloud(
+        home=home, url=f"http://127.0.0.1:{port}", process=process, database_url=database_url
+    )
     deadline = time.monotonic() + 120
     while True:
         if process.poll() is not None:
@@ -214,6 +214,10 @@ def stop_cloud(cloud: Cloud) -> None:
     except subprocess.TimeoutExpired:
         cloud.process.kill()
         cloud.process.wait()
+    log = (cloud.home / "serve.log").read_text(errors="replace")
+    if "Traceback" in log:
+        # Shown with the failing test's output: the server side of what went wrong.
+        print(log[-20_000:])
 
 
 @contextlib.contextmanager

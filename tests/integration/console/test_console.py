@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -367,3 +368,69 @@ def test_server_key_wrong_is_shown_by_address(cloud: Cloud, playwright: Any) -> 
         expect(panel.locator('td[data-label="Refused"]')).to_have_text("2")
         expect(panel).not_to_contain_text("198.51.100.7")
         expect(page.locator('a.card[data-health="server_key"] .count')).to_have_text("1")
+
+
+def test_rename_then_remove_from_product(cloud: Cloud, playwright: Any) -> None:
+    device = cloud.provision(OWNER, "1d0034000fffffffffff4009", "old-name")
+    with browser_context(playwright) as browser:
+        page = browser.new_page()
+        log_in(page, cloud, DEVELOPER, f"/console/devices/{device.id}")
+        page.get_by_label("Name").fill("  ")
+        page.get_by_role("button", name="Rename").click()
+        expect(page.locator("#name-error")).to_contain_text("name")
+        assert cloud.device_json(OWNER, device.id)["name"] == "old-name"
+        page.get_by_label("Name").fill("Greenhouse <7> & co")
+        page.get_by_role("button", name="Rename").click()
+        expect(page.locator(".notice")).to_contain_text("renamed")
+        expect(page.get_by_role("heading", level=1)).to_contain_text("Greenhouse <7> & co")
+
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Remove from product").click()
+        expect(page).to_have_url(re.compile(rf"/console/p/{cloud.product}\?done=removed"))
+        expect(page.locator(".notice")).to_contain_text("removed from the product")
+        expect(page.locator(f'tr[data-device="{device.id}"]')).to_have_count(0)
+
+    # Out of the product, the device is no longer the team's to look up; the product's trail
+    # still has the removal.
+    events = cloud.audit(OWNER, action="device.remove")
+    assert [e["actor"] for e in events if e["device_id"] == device.id] == [f"user:{DEVELOPER}"]
+
+
+def test_login_form_refuses_bad_csrf_wrong_password_and_offsite_next(cloud: Cloud) -> None:
+    with httpx.Client(base_url=cloud.url) as c:
+        page = c.get("/console/login", params={"next": "https://evil.example/steal"})
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token is not None
+        assert 'name="next" value="/console"' in page.text  # the off-site target is dropped
+        form = {"username": OWNER, "password": PASSWORD, "next": "//evil.example/"}
+
+        # No token, or a token that is not the cookie's: refused, nobody logged in.
+        refused = c.post("/console/login", data=form)
+        assert refused.status_code == 403 and "fermion_console=" not in str(refused.headers)
+        # The login cookie is Secure, which httpx keeps off plain http; a browser sends it to
+        # 127.0.0.1, so send it by hand.
+        login_cookie = {"Cookie": f"fermion_console_login={token.group(1)}"}
+        forged = c.post(
+            "/console/login", data={**form, "csrf_token": "x" * 43}, headers=login_cookie
+        )
+        assert forged.status_code == 403
+
+        wrong = c.post(
+            "/console/login",
+            data={**form, "password": "not it", "csrf_token": token.group(1)},
+            headers=login_cookie,
+        )
+        assert wrong.status_code == 400 and "Email or password is wrong" in wrong.text
+
+        ok = c.post(
+            "/console/login", data={**form, "csrf_token": token.group(1)}, headers=login_cookie
+        )
+        assert ok.status_code == 303 and ok.headers["location"] == "/console"
+        cookie = ok.headers["set-cookie"]
+        for flag in ("HttpOnly", "Secure", "SameSite=strict"):
+            assert flag.lower() in cookie.lower()
+
+        # Pages are not cached and carry a policy that allows only the console's own script.
+        page = c.get("/console/login")
+        assert page.headers["cache-control"] == "no-store"
+        assert "script-src 'self'" in page.headers["content-security-policy"]

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fermion.cloud.domain.platforms import BY_ID
@@ -72,20 +72,28 @@ CARD_ORDER = [
     Health.FAULT,
 ]
 
-_pending_proven = exists().where(
-    KeyCandidate.device_id == Device.id,
-    KeyCandidate.status == CandidateStatus.PENDING.value,
-    KeyCandidate.possession_proven.is_(True),
-)
-_current_fp = (
-    select(DeviceKey.fingerprint).where(DeviceKey.id == Device.current_key_id).scalar_subquery()
+_pending_proven = (
+    select(KeyCandidate.id)
+    .where(
+        KeyCandidate.device_id == Device.id,
+        KeyCandidate.status == CandidateStatus.PENDING.value,
+        KeyCandidate.possession_proven.is_(True),
+    )
+    .correlate(Device)
+    .exists()
 )
 # A person approved the key the device presented (or repaired with it): the mismatch is settled
 # and the device only has to come back.
-_approved_current = exists().where(
-    KeyCandidate.device_id == Device.id,
-    KeyCandidate.status == CandidateStatus.APPROVED.value,
-    KeyCandidate.fingerprint == _current_fp,
+_approved_current = (
+    select(KeyCandidate.id)
+    .join(DeviceKey, DeviceKey.fingerprint == KeyCandidate.fingerprint)
+    .where(
+        KeyCandidate.device_id == Device.id,
+        KeyCandidate.status == CandidateStatus.APPROVED.value,
+        DeviceKey.id == Device.current_key_id,
+    )
+    .correlate(Device)
+    .exists()
 )
 
 HEALTH = case(
@@ -221,10 +229,13 @@ def _host(address: str) -> str:
 async def load_fleet(session: AsyncSession, product_id: int, query: FleetQuery) -> Fleet:
     in_product = Device.product_id == product_id
     health = HEALTH.label("health")
+    # Grouped over a subquery: the health expression holds correlated subqueries, which
+    # PostgreSQL will not group by in place.
+    per_device = select(health, Device.online.label("online")).where(in_product).subquery()
     count_rows = await session.execute(
-        select(health, Device.online, func.count())
-        .where(in_product)
-        .group_by(health, Device.online)
+        select(per_device.c.health, per_device.c.online, func.count()).group_by(
+            per_device.c.health, per_device.c.online
+        )
     )
     counts = dict.fromkeys(Health, 0)
     online = offline = 0

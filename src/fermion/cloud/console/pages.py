@@ -231,7 +231,9 @@ async def login(request: Request) -> Response:
     next_url = safe_next(_text(form.get("next")))
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE)
     if not cookie or not same_secret(cookie, _text(form.get(CSRF_FIELD))):
-        raise CsrfRefused
+        # Refused all the same, but with a fresh form: the usual cause is a stale login page.
+        error = "The login form had expired or was not sent from this page; please try again."
+        return _login_page(request, next_url, error, status=403)
     reply = await apicall.call(
         request,
         "POST",
@@ -396,13 +398,11 @@ async def _device_action(
     *,
     data: dict[str, Any] | None = None,
     field: str | None = None,
+    after: str | None = None,
 ) -> Response:
     reply = await apicall.call(request, method, path, token=session.token, data=data)
     if reply.ok:
-        target = f"/console/devices/{quote(device_id)}?done={done}"
-        if done == "removed":
-            target = f"/console/devices/{quote(device_id)}?done=removed"
-        return redirect(target)
+        return redirect(after or f"/console/devices/{quote(device_id)}?done={done}")
     if reply.status == 401:
         raise LoginRequired(f"/console/devices/{quote(device_id)}")
     if reply.status == 404:
@@ -469,7 +469,11 @@ async def remove(request: Request, device_id: str, session: SessionDep) -> Respo
     if slug is None:
         raise ApiError(400, f"device {device_id} is not in a product")
     path = f"/v1/products/{quote(slug)}/devices/{quote(device_id)}"
-    return await _device_action(request, session, device_id, "DELETE", path, "removed")
+    # Out of the product, the team has no standing left on the device: back to the fleet.
+    fleet_page = f"/console/p/{quote(slug)}?done=removed"
+    return await _device_action(
+        request, session, device_id, "DELETE", path, "removed", after=fleet_page
+    )
 
 
 @router.post("/devices/{device_id}/rename")
