@@ -25,9 +25,9 @@ from sqlalchemy import select
 
 from fermion.cloud import admin
 from fermion.cloud.store import Store
-from fermion.cloud.store.models import OwnerKind, User
+from fermion.cloud.store.models import KeyCandidate, OwnerKind, User
 from fermion.cloud.tokens import TokenOwner, mint
-from fermion.keys import Algorithm, generate_device_key, public_key_pem
+from fermion.keys import Algorithm, generate_device_key, load_key, public_key_der, public_key_pem
 
 PG_ENV = "FERMION_TEST_POSTGRES_URL"
 PASSWORD = "correct-horse-battery"
@@ -271,6 +271,26 @@ class Cloud:
         )
         assert reply.status_code == 200, reply.text
         return reply.json()["access_token"]
+
+    def add_candidate(self, device_id: str, pem: str, proven: bool = True) -> int:
+        """Record a key the device presented, as the device server does on a mismatch."""
+
+        async def add(store: Store) -> int:
+            loaded = load_key(pem.encode(), "candidate")
+            async with store.write() as session:
+                row = KeyCandidate(
+                    device_id=device_id,
+                    fingerprint=loaded.fingerprint.hex,
+                    algorithm=loaded.algorithm.value,
+                    der=public_key_der(loaded.public),
+                    remote_address="127.0.0.1",
+                    possession_proven=proven,
+                )
+                session.add(row)
+                await session.flush()
+                return row.id
+
+        return self.run(add)
 
     def provision(
         self,
