@@ -6,7 +6,6 @@ baseline in the same run and prints ratios, because these machines are shared an
 
 from __future__ import annotations
 
-import pkgutil
 import runpy
 import sys
 from pathlib import Path
@@ -14,11 +13,7 @@ from pathlib import Path
 
 def available() -> list[str]:
     here = Path(__file__).parent
-    return sorted(
-        info.name
-        for info in pkgutil.iter_modules([str(here)])
-        if info.ispkg and (here / info.name / "__main__.py").exists()
-    )
+    return sorted(path.parent.name for path in here.glob("*/__main__.py"))
 
 
 def main(argv: list[str]) -> int:
