@@ -25,7 +25,7 @@ def test_delete_current_revokes_it(cloud: Cloud) -> None:
 
 def test_delete_all_revokes_every_token_of_the_account(cloud: Cloud) -> None:
     email, first = cloud.user_token()
-    second = cloud.login(email)
+    second = cloud.token_for(email)
     _, stranger = cloud.user_token()
     with cloud.http(first) as h:
         assert h.delete("/v1/access_tokens").json() == {"ok": True}
@@ -38,7 +38,7 @@ def test_delete_all_revokes_every_token_of_the_account(cloud: Cloud) -> None:
 
 def test_delete_one_token_without_other_credentials(cloud: Cloud) -> None:
     email, token = cloud.user_token()
-    keep = cloud.login(email)
+    keep = cloud.token_for(email)
     reply = httpx.delete(f"{cloud.base_url}/v1/access_tokens/{token}")
     assert reply.json() == {"ok": True}
     with cloud.http(token) as h:
