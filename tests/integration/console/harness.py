@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -76,6 +77,7 @@ class Cloud:
     url: str
     process: subprocess.Popen[bytes]
     database_url: str
+    device_port: int = 0
     product: str = "console-fleet"
     product_id: int = 0
     client_id: str = ""
@@ -121,9 +123,12 @@ class Cloud:
     def api(self, email: str) -> httpx.Client:
         return self.http(self.token(email))
 
-    def provision(self, owner: str, device_id: str, name: str | None = None) -> Device:
-        """A new product device with a freshly made key, through ``POST /v1/provisioning``."""
-        key = load_key(public_key_pem(generate_device_key(Algorithm.RSA).public_key()), "test")
+    def provision(
+        self, owner: str, device_id: str, name: str | None = None, key: LoadedKey | None = None
+    ) -> Device:
+        """A product device with ``key`` (default: a fresh one), by ``POST /v1/provisioning``."""
+        if key is None:
+            key = load_key(public_key_pem(generate_device_key(Algorithm.RSA).public_key()), "new")
         with self.api(owner) as c:
             r = c.post(
                 f"/v1/provisioning/{device_id}",
@@ -181,18 +186,23 @@ def start_cloud(home: Path, database_url: str | None = None) -> Cloud:
     home.mkdir(parents=True, exist_ok=True)
     database_url = database_url or sqlite_url(home / "fermion.db")
     upgrade(database_url)
-    port = free_port()
+    port, device_port = free_port(), free_port()
     env = {**os.environ, "FERMION_HOME": str(home), "FERMION_DATABASE_URL": database_url}
     log = (home / "serve.log").open("wb")
+    serve = ["serve", "--port", str(port), "--device-port", str(device_port)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "fermion.cli.main", "serve", "--port", str(port)],
+        [sys.executable, "-m", "fermion.cli.main", *serve],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=home,
     )
     cloud = Cloud(
-        home=home, url=f"http://127.0.0.1:{port}", process=process, database_url=database_url
+        home=home,
+        url=f"http://127.0.0.1:{port}",
+        process=process,
+        database_url=database_url,
+        device_port=device_port,
     )
     deadline = time.monotonic() + 120
     while True:
@@ -236,3 +246,107 @@ def browser_context(playwright: Any, **options: Any) -> Iterator[Any]:
             yield context
         finally:
             context.close()
+
+
+class Sims:
+    """Simulated devices driven by the ``fermion sim`` and ``fermion keys`` commands, in their
+    own data directory, pointed at the cloud's device server on loopback."""
+
+    def __init__(self, cloud: Cloud) -> None:
+        self.cloud = cloud
+        self.home = cloud.home / "sims"
+        self.home.mkdir(exist_ok=True)
+        self.server_key = self.home / "server.pub.pem"
+        with cloud.http() as c:
+            keys = c.get("/v1/server-keys").json()["keys"]
+        rsa = next(k for k in keys if k["algorithm"] == "rsa" and k["state"] == "current")
+        self.server_key.write_text(rsa["public_key"])
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.cloud.device_port}"
+
+    def fermion(self, *args: str) -> str:
+        env = {**os.environ, "FERMION_HOME": str(self.home)}
+        done = subprocess.run(
+            [sys.executable, "-m", "fermion.cli.main", *args],
+            env=env,
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, f"fermion {' '.join(args)}: {done.stdout}{done.stderr}"
+        return done.stdout
+
+    def create(self, platform: str = "photon") -> str:
+        port = str(self.cloud.device_port)
+        out = self.fermion(
+            "sim",
+            "create",
+            "--platform",
+            platform,
+            "--server-key",
+            str(self.server_key),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            port,
+            "--json",
+        )
+        return json.loads(out)[0]["id"]
+
+    def public_key(self, device_id: str) -> LoadedKey:
+        """What ``fermion keys save`` reads off the device: the key it holds now."""
+        self.fermion("keys", "save", device_id, "--device", device_id, "--force")
+        return load_key((self.home / f"{device_id}.pub.pem").read_bytes(), "device.pub.pem")
+
+    def write_server_key(self, device_id: str) -> None:
+        port = str(self.cloud.device_port)
+        self.fermion(
+            "keys",
+            "server",
+            str(self.server_key),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            port,
+            "--device",
+            device_id,
+        )
+
+    @contextlib.contextmanager
+    def running(self, device_id: str) -> Iterator[None]:
+        """``fermion sim run``: the device connects, and retries, until the block ends."""
+        env = {**os.environ, "FERMION_HOME": str(self.home)}
+        log = (self.home / f"run-{device_id}.log").open("ab")
+        args = ["sim", "run", device_id, "--cloud", self.address, "--duration", "600"]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fermion.cli.main", *args],
+            env=env,
+            cwd=self.home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            log.close()
+
+
+def wait_for(check: Any, what: str, timeout: float = 60) -> Any:
+    """Poll ``check`` until it returns something truthy (the machine is shared and slow)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.3)

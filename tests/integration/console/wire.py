@@ -78,9 +78,9 @@ def present_key(cloud: Cloud, device: TestDevice, key: LoadedKey, *, proven: boo
     record(cloud, *facts)
 
 
-def reconnect(cloud: Cloud, device: TestDevice) -> None:
+def reconnect(cloud: Cloud, device: TestDevice, address: str = ADDRESS) -> None:
     """The device's handshake now succeeds: it is online with a key the cloud holds."""
-    record(cloud, Presence(device.id, online=True, address=ADDRESS, handshake=True, at=utcnow()))
+    record(cloud, Presence(device.id, online=True, address=address, handshake=True, at=utcnow()))
 
 
 def server_key_refused(cloud: Cloud, address: str) -> None:

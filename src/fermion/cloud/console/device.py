@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -88,6 +90,17 @@ class DeviceView:
     outcomes: list[HandshakeOutcome] = field(default_factory=list)
     events: list[AuditEvent] = field(default_factory=list)
     describe: str | None = None
+    # What the device itself published lately: (when, name, data as text, private).
+    device_events: list[tuple[datetime, str, str, bool]] = field(default_factory=list)
+    activity_known: bool = False  # False: the device server runs in other processes, or not
+
+    @property
+    def timeline(self) -> list[tuple[datetime, str, Any]]:
+        """Handshakes, the device's own events and the audit trail, newest first."""
+        items: list[tuple[datetime, str, Any]] = [(o.at, "handshake", o) for o in self.outcomes]
+        items += [(e[0], "event", e) for e in self.device_events]
+        items += [(a.at, "audit", a) for a in self.events]
+        return sorted(items, key=lambda item: item[0], reverse=True)
 
     @property
     def can_change(self) -> bool:
@@ -234,3 +247,27 @@ def _reason(event: AuditEvent) -> str:
     if event.action == "key.upload":
         return "key uploaded"
     return event.action
+
+
+def add_activity(view: DeviceView, devices: Any) -> None:
+    """The latest Describe and the events the device published, which the device server keeps
+    in memory. Only reachable when it runs inside this process (``--device-workers 0``)."""
+    server = getattr(devices, "server", None)
+    activity = getattr(server, "activity", None)
+    if activity is None:
+        return
+    view.activity_known = True
+    entry = activity.get(view.device.id)
+    if entry is None:
+        return
+    parts = []
+    for flags, payload in sorted(entry.describe.items()):
+        text = payload.decode("utf-8", "replace")
+        with contextlib.suppress(ValueError):
+            text = json.dumps(json.loads(text), indent=2, sort_keys=True)
+        parts.append(text if len(entry.describe) == 1 else f"flags {flags}:\n{text}")
+    view.describe = "\n\n".join(parts) or None
+    view.device_events = [
+        (datetime.fromtimestamp(at, UTC), name, data.decode("utf-8", "replace"), private)
+        for at, name, data, private in reversed(entry.events)
+    ][:RECENT]

@@ -27,7 +27,7 @@ from fermion.cloud.api.errors import ApiError
 from fermion.cloud.api.product_access import standing as product_standing
 from fermion.cloud.api.views import fp
 from fermion.cloud.console import apicall
-from fermion.cloud.console.device import load_device_view
+from fermion.cloud.console.device import add_activity, load_device_view
 from fermion.cloud.console.fleet import CARD_ORDER, LABELS, FleetQuery, Health, load_fleet
 from fermion.cloud.console.session import (
     CONSOLE_CLIENT,
@@ -360,6 +360,7 @@ async def _device_page(
     async with request.app.state.store.read() as db:
         row = await load_authorized(db, session.caller, device_id, Action.DEVICE_VIEW)
         view = await load_device_view(db, session.caller, row)
+    add_activity(view, getattr(request.app.state, "devices", None))
     return render(
         request,
         "device.html",

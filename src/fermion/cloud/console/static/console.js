@@ -1,6 +1,13 @@
 // Fermion console: small progressive enhancements. Every page works without this file.
 "use strict";
 
+// The notice after a change is shown once: a reload or a bookmark should not repeat it.
+if (new URLSearchParams(location.search).has("done")) {
+  const url = new URL(location.href);
+  url.searchParams.delete("done");
+  history.replaceState(null, "", url.pathname + url.search + url.hash);
+}
+
 // Ask before destructive or key-changing forms.
 document.addEventListener("submit", (event) => {
   const form = event.target;
