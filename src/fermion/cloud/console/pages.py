@@ -197,11 +197,6 @@ def _text(value: Any, limit: int = 1000) -> str:
     return value[:limit] if isinstance(value, str) else ""
 
 
-def _secure(request: Request) -> bool:
-    # Browsers keep Secure cookies on http://localhost and 127.0.0.1, so loopback works too.
-    return True
-
-
 # --- login -------------------------------------------------------------------------------------
 
 
@@ -221,7 +216,7 @@ def _login_page(request: Request, next_url: str, error: str | None = None, statu
     response = render(
         request, "login.html", status=status, next_url=next_url, login_csrf=value, error=error
     )
-    set_login_csrf_cookie(response, value, _secure(request))
+    set_login_csrf_cookie(response, value)
     return response
 
 
@@ -252,7 +247,7 @@ async def login(request: Request) -> Response:
         error = "Email or password is wrong." if reply.status in (400, 401) else reply.message
         return _login_page(request, next_url, error, status=reply.status)
     response = redirect(next_url)
-    set_session_cookie(response, reply.body["access_token"], _secure(request))
+    set_session_cookie(response, reply.body["access_token"])
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/console/login")
     return response
 
@@ -262,7 +257,7 @@ async def logout(request: Request, session: SessionDep) -> Response:
     await form_of(request, session)
     await apicall.call(request, "DELETE", "/v1/access_tokens/current", token=session.token)
     response = redirect("/console/login")
-    clear_session_cookie(response, _secure(request))
+    clear_session_cookie(response)
     return response
 
 

@@ -66,7 +66,8 @@ def safe_next(value: str | None) -> str:
     if not value:
         return "/console"
     parts = urlsplit(value)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/console") or "\\" in value:
+    inside = parts.path == "/console" or parts.path.startswith("/console/")
+    if parts.scheme or parts.netloc or not inside or "\\" in value or ".." in parts.path:
         return "/console"
     return value
 
@@ -105,35 +106,37 @@ def require_csrf(session: ConsoleSession, given: str | None) -> None:
         raise CsrfRefused
 
 
-def set_session_cookie(response: Response, token: str, secure: bool) -> None:
+# Browsers keep Secure cookies on http://127.0.0.1 and localhost too, so loopback works as is;
+# anywhere else the console is meant to be served over HTTPS.
+
+
+def set_session_cookie(response: Response, token: str) -> None:
     response.set_cookie(
         SESSION_COOKIE,
         token,
         max_age=SESSION_SECONDS,
         path="/",
-        secure=secure,
+        secure=True,
         httponly=True,
         samesite="strict",
     )
 
 
-def clear_session_cookie(response: Response, secure: bool) -> None:
-    response.delete_cookie(
-        SESSION_COOKIE, path="/", secure=secure, httponly=True, samesite="strict"
-    )
+def clear_session_cookie(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
 
 
 def new_login_csrf() -> str:
     return secrets.token_urlsafe(32)
 
 
-def set_login_csrf_cookie(response: Response, value: str, secure: bool) -> None:
+def set_login_csrf_cookie(response: Response, value: str) -> None:
     response.set_cookie(
         LOGIN_CSRF_COOKIE,
         value,
         max_age=3600,
         path="/console/login",
-        secure=secure,
+        secure=True,
         httponly=True,
         samesite="strict",
     )
