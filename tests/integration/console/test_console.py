@@ -11,11 +11,13 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from fermion.cloud import admin
+from fermion.cloud.devices.registry import OutcomeFact
 from fermion.keys import public_key_pem
+from fermion.protocol.errors import Outcome
 
 from .conftest import CUSTOMER, DEVELOPER, OWNER, VIEWER
 from .harness import IMAGES, PASSWORD, Cloud, Sims, browser_context, run_async, wait_for
-from .wire import brownout_key, present_key, reconnect, server_key_refused
+from .wire import brownout_key, present_key, reconnect, record, server_key_refused
 
 pytestmark = pytest.mark.integration
 
@@ -478,3 +480,27 @@ def test_login_form_refuses_bad_csrf_wrong_password_and_offsite_next(cloud: Clou
         page = c.get("/console/login")
         assert page.headers["cache-control"] == "no-store"
         assert "script-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_firmware_fault_and_online_filters(cloud: Cloud, playwright: Any) -> None:
+    faulty = cloud.provision(OWNER, "1d0034000fffffffffff4010", "faulty-firmware")
+    reconnect(cloud, faulty)
+    record(
+        cloud,
+        OutcomeFact(Outcome.MALFORMED, faulty.id, "127.0.0.1:50200", "malformed CoAP message"),
+    )
+    up = cloud.provision(OWNER, "1d0034000fffffffffff4011", "up-and-fine")
+    reconnect(cloud, up)
+    with browser_context(playwright) as browser:
+        page = browser.new_page()
+        log_in(page, cloud, OWNER, f"/console/p/{cloud.product}")
+        page.locator('a.card[data-health="fault"]').click()
+        rows = page.locator("tbody tr[data-device]")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_contain_text("⚡ Firmware fault")
+        page.goto(cloud.url + f"/console/p/{cloud.product}?online=online&q=up-and")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_contain_text("● Online")
+        expect(rows.first).to_contain_text("✔ OK")
+        page.goto(cloud.url + f"/console/p/{cloud.product}?online=offline&q=up-and")
+        expect(rows).to_have_count(0)
