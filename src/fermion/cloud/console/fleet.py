@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fermion.cloud.devices.registry import parse_outcome_detail
 from fermion.cloud.domain.platforms import BY_ID
 from fermion.cloud.store.models import (
     CandidateStatus,
@@ -30,6 +31,8 @@ from fermion.cloud.store.models import (
 from fermion.protocol.errors import Outcome
 
 PER_PAGE = 25
+# Enough addresses for any product page; the oldest beyond it are not worth a scan.
+MAX_OUTCOME_ROWS = 5000
 # The device broke the protocol after its key was accepted, or never finished a step it owes:
 # not a key problem, a firmware (or flash) one.
 FAULT_OUTCOMES = (Outcome.MALFORMED.value, Outcome.BAD_NONCE.value, Outcome.TIMEOUT.value)
@@ -310,19 +313,25 @@ async def _server_key_addresses(session: AsyncSession, product_id: int) -> list[
     }
     if not hosts:
         return []
+    # The device server keeps one row per address and outcome, with a running count in its
+    # detail (see ``registry``), so a flood of refusals never grows the table.
     rows = await session.execute(
-        select(HandshakeOutcome.remote_address, func.count(), func.max(HandshakeOutcome.at))
+        select(HandshakeOutcome.remote_address, HandshakeOutcome.detail, HandshakeOutcome.at)
         .where(
             HandshakeOutcome.outcome == Outcome.SERVER_KEY_MISMATCH.value,
+            HandshakeOutcome.device_id.is_(None),
             HandshakeOutcome.remote_address.is_not(None),
         )
-        .group_by(HandshakeOutcome.remote_address)
+        .order_by(HandshakeOutcome.at.desc())
+        .limit(MAX_OUTCOME_ROWS)
     )
     by_host: dict[str, ServerKeyAddress] = {}
-    for address, attempts, last_seen in rows:
+    for address, detail, last_seen in rows:
         host = _host(address)
         if host not in hosts:
             continue
+        count = parse_outcome_detail(detail).get("count", 1)
+        attempts = count if isinstance(count, int) and count > 0 else 1
         seen = by_host.get(host)
         if seen is None:
             by_host[host] = ServerKeyAddress(host, attempts, last_seen)
