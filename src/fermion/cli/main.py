@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except SystemExit:
         raise
-    except Exception as exc:
+    except Exception as exc:  # a click usage error and the like
         import click
 
         if isinstance(exc, click.ClickException):

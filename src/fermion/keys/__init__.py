@@ -284,7 +284,9 @@ class Fingerprint:
 
 
 def fingerprint(key: PublicKey | PrivateKey) -> Fingerprint:
-    public = key.public_key() if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) else key
+    public = (
+        key.public_key() if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) else key
+    )
     return Fingerprint(hashlib.sha256(public_key_der(public)).digest())
 
 
@@ -319,7 +321,9 @@ def write_new_key_files(key: PrivateKey, name: str | Path) -> dict[str, Path]:
     return paths
 
 
-def write_saved_key_files(slot: bytes, name: str | Path, source: str = "device key") -> dict[str, Path]:
+def write_saved_key_files(
+    slot: bytes, name: str | Path, source: str = "device key"
+) -> dict[str, Path]:
     """What ``keys save`` writes: the raw slot as ``<name>.der`` and ``<name>.pub.pem``.
 
     The slot is validated first so that a corrupt key on the device is reported, not saved.
