@@ -155,8 +155,8 @@ def _rate_main(args: tuple[Any, ...]) -> tuple[int, float]:
     return done, (end.user - start.user) + (end.system - start.system)
 
 
-def _hold_main(args: tuple[Any, ...]) -> int:
-    port, pems, server_der, count, ready, release = args
+def _hold_main(args: tuple[Any, ...]) -> None:
+    port, pems, server_der, count, ready, release, results = args
     keys, server = _load_keys(pems, server_der)
 
     async def go() -> int:
@@ -184,7 +184,10 @@ def _hold_main(args: tuple[Any, ...]) -> int:
         await asyncio.sleep(1)
         return len(writers)
 
-    return asyncio.run(go())
+    start = os.times()
+    held = asyncio.run(go())
+    end = os.times()
+    results.put((held, (end.user - start.user) + (end.system - start.system)))
 
 
 def cpu_seconds(pid: int) -> float:

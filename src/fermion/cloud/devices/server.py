@@ -188,6 +188,12 @@ class DeviceServer:
 
     # -- keys of devices ------------------------------------------------------------------------
 
+    def cached_key(self, device_id: str) -> _CachedKey | None:
+        cached = self._key_cache.get(device_id)
+        if cached is not None:
+            self._key_cache.move_to_end(device_id)
+        return cached
+
     async def device_key(self, device_id: str) -> _CachedKey | None:
         cached = self._key_cache.get(device_id)
         if cached is not None:
@@ -407,7 +413,12 @@ class _Link(asyncio.Protocol):
         assert self.conn is not None
         if isinstance(event, DeviceIdentified):
             self.device_id = event.device_id_hex
-            asyncio.get_running_loop().create_task(self._identify(event))
+            cached = self.server.cached_key(self.device_id)
+            if cached is None:
+                asyncio.get_running_loop().create_task(self._identify(event))
+            else:
+                # The common case answers at once: no task, no store round trip.
+                self._decide(event, cached)
             return False
         if isinstance(event, HelloReceived):
             self._hello()
@@ -443,6 +454,10 @@ class _Link(asyncio.Protocol):
         if cached is None:
             self._refuse(Outcome.UNKNOWN_DEVICE, f"device {device_id} is not registered")
             return
+        self._decide(event, cached)
+
+    def _decide(self, event: DeviceIdentified, cached: _CachedKey) -> None:
+        """Answer with the key the cloud holds, or go prove the presented one."""
         presented = event.presented_public_key_der
         if presented is None or fingerprint_der(presented).hex == cached.fingerprint:
             if cached.public is None or cached.public.key_size != DEVICE_RSA_BITS:
@@ -455,7 +470,9 @@ class _Link(asyncio.Protocol):
             self.key_fingerprint = cached.fingerprint
             self._accept(cached.public)
             return
-        await self._mismatch(device_id, presented, cached)
+        asyncio.get_running_loop().create_task(
+            self._mismatch(event.device_id_hex, presented, cached)
+        )
 
     async def _mismatch(self, device_id: str, presented: bytes, cached: _CachedKey) -> None:
         server = self.server
