@@ -96,9 +96,21 @@ class ActivityLog:
 
 @dataclass(frozen=True)
 class _CachedKey:
+    """A device's current key as DER: a loaded key object costs ~2 KB of native memory per
+    device, loading it again costs microseconds per handshake."""
+
     fingerprint: str | None
     der: bytes | None
-    public: rsa.RSAPublicKey | None
+
+    @property
+    def public(self) -> rsa.RSAPublicKey | None:
+        if self.der is None:
+            return None
+        try:
+            key = load_der_public_key(self.der)
+        except (ValueError, TypeError):
+            return None
+        return key if isinstance(key, rsa.RSAPublicKey) else None
 
 
 @dataclass
@@ -202,13 +214,7 @@ class DeviceServer:
         record = await registry.load_device(self.store, device_id)
         if record is None:
             return None  # not cached: the device may be registered a moment later
-        public = None
-        if record.key_der is not None:
-            with contextlib.suppress(ValueError, TypeError):
-                key = load_der_public_key(record.key_der)
-                if isinstance(key, rsa.RSAPublicKey):
-                    public = key
-        entry = _CachedKey(record.key_fingerprint, record.key_der, public)
+        entry = _CachedKey(record.key_fingerprint, record.key_der)
         self._key_cache[device_id] = entry
         while len(self._key_cache) > 200_000:
             self._key_cache.popitem(last=False)
@@ -460,7 +466,8 @@ class _Link(asyncio.Protocol):
         """Answer with the key the cloud holds, or go prove the presented one."""
         presented = event.presented_public_key_der
         if presented is None or fingerprint_der(presented).hex == cached.fingerprint:
-            if cached.public is None or cached.public.key_size != DEVICE_RSA_BITS:
+            public = cached.public
+            if public is None or public.key_size != DEVICE_RSA_BITS:
                 self._refuse(
                     Outcome.KEY_MISMATCH,
                     "the cloud holds no RSA-1024 key for this device"
@@ -468,7 +475,7 @@ class _Link(asyncio.Protocol):
                 )
                 return
             self.key_fingerprint = cached.fingerprint
-            self._accept(cached.public)
+            self._accept(public)
             return
         asyncio.get_running_loop().create_task(
             self._mismatch(event.device_id_hex, presented, cached)
