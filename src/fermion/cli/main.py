@@ -36,12 +36,12 @@ def _mount() -> None:
         sim_online_cmd,
     )
 
-    sim_online_cmd.register(sim_cmd.app)
     app.add_typer(sim_cmd.app, name="sim")
     app.add_typer(keys_cmd.app, name="keys")
     app.command("serve")(serve_cmd.serve)
     app.add_typer(admin_cmd.app, name="admin")
     app.add_typer(db_cmd.app, name="db")
+    sim_online_cmd.register(sim_cmd.app)
     app.add_typer(server_key_cmd.app, name="server-key")
 
 

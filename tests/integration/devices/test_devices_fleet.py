@@ -166,3 +166,49 @@ async def test_key_change_drops_the_open_session(cloud: Cloud) -> None:
         await wait_for(lambda: device.id in cloud.server.sessions)
     finally:
         await fleet.stop()
+
+
+async def test_rotation_accepts_old_and_new_until_the_old_is_retired(cloud: Cloud) -> None:
+    from fermion.cloud.devices import rotation
+
+    device = await cloud.new_device()  # holds the key that is about to become "previous"
+    await rotation.rotate(cloud.store, "user:test")
+    await wait_for(lambda: cloud.server.keys is not None and cloud.server.keys.previous is not None)
+    fleet = Fleet.of([device], profile=FAST)
+    fleet.start()
+    try:
+        await wait_for(lambda: device.id in cloud.server.sessions)
+        await rotation.retire(cloud.store, "user:test")
+        await wait_for(lambda: cloud.server.keys is not None and cloud.server.keys.previous is None)
+        # The open session stays; the next connection is refused like another cloud's key.
+        cloud.server.sessions[device.id].close()
+        await wait_for(lambda: fleet.runner(device.id).led == LED_SERVER_KEY)
+    finally:
+        await fleet.stop()
+
+
+async def test_key_error_bits_are_published_after_connecting(cloud: Cloud) -> None:
+    from fermion.device.dct import write_server_key_file
+    from fermion.keys.serverfile import Transport, encode_server_key_file
+
+    device = await cloud.new_device()
+    # The right server key but no address: Device OS falls back to the backup address and sets
+    # SERVER_ADDRESS_BLANK (4); --cloud still takes it to this cloud.
+    image = device.load_image()
+    key = (await cloud.server_private_key()).public_key()
+    write_server_key_file(image, Transport.TCP, encode_server_key_file(key, None, None))
+    device.save_image(image)
+    boot(device)
+    fleet = Fleet.of([device], cloud=("127.0.0.1", cloud.port), profile=FAST)
+    fleet.start()
+    try:
+
+        def published() -> bool:
+            activity = cloud.server.activity.get(device.id)
+            return activity is not None and any(
+                e[1] == "spark/device/key/error" and e[2] == b"4" for e in activity.events
+            )
+
+        await wait_for(published)
+    finally:
+        await fleet.stop()
