@@ -54,7 +54,7 @@ def test_fleet_device_and_approve_on_postgres(pg_cloud: Cloud, playwright: Any) 
         page.once("dialog", lambda dialog: dialog.accept())
         page.get_by_role("button", name="Approve").click()
         expect(page.locator(".notice")).to_contain_text("Key approved")
-        reconnect(cloud, refused)
+        reconnect(cloud, refused, key=new_key)
         expect(page.locator('[data-live="health"]')).to_contain_text("OK", timeout=15_000)
         expect(page).to_have_url(re.compile(rf"/console/devices/{refused.id}"))
 

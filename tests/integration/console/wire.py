@@ -78,9 +78,17 @@ def present_key(cloud: Cloud, device: TestDevice, key: LoadedKey, *, proven: boo
     record(cloud, *facts)
 
 
-def reconnect(cloud: Cloud, device: TestDevice, address: str = ADDRESS) -> None:
-    """The device's handshake now succeeds: it is online with a key the cloud holds."""
-    record(cloud, Presence(device.id, online=True, address=address, handshake=True, at=utcnow()))
+def reconnect(
+    cloud: Cloud, device: TestDevice, address: str = ADDRESS, key: LoadedKey | None = None
+) -> None:
+    """The device's handshake now succeeds (with ``key``, default the one it was provisioned
+    with): it is online with a key the cloud holds."""
+    presented = (key or device.key).fingerprint.hex
+    record(
+        cloud,
+        OutcomeFact(Outcome.OK, device.id, address, "connected", presented),
+        Presence(device.id, online=True, address=address, handshake=True, at=utcnow()),
+    )
 
 
 def server_key_refused(cloud: Cloud, address: str) -> None:
