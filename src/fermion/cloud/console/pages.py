@@ -179,7 +179,11 @@ def render(
 
 
 def error_page(request: Request, status: int, message: str) -> HTMLResponse:
-    return render(request, "error.html", status=status, message=message, code=status)
+    # Logged in or not, as far as this request got: the header shows who, when it is known.
+    session = getattr(request.state, "console_session", None)
+    return render(
+        request, "error.html", status=status, session=session, message=message, code=status
+    )
 
 
 def redirect(url: str) -> RedirectResponse:

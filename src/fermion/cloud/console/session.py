@@ -98,7 +98,8 @@ async def current_session(request: Request) -> ConsoleSession:
     if token is None or caller is None or not caller.is_user:
         raise LoginRequired(here(request))
     request.state.caller = caller
-    return ConsoleSession(token, caller)
+    request.state.console_session = ConsoleSession(token, caller)
+    return request.state.console_session
 
 
 def require_csrf(session: ConsoleSession, given: str | None) -> None:
