@@ -20,6 +20,7 @@ from .harness import IMAGES, PASSWORD, Cloud, Sims, browser_context, run_async, 
 from .wire import brownout_key, present_key, reconnect, record, server_key_refused
 
 pytestmark = pytest.mark.integration
+FITS = "document.documentElement.scrollWidth <= window.innerWidth"
 
 
 def log_in(page: Page, cloud: Cloud, email: str, path: str = "/console") -> None:
@@ -96,6 +97,7 @@ def test_brownout_refused_approve_then_online(cloud: Cloud, playwright: Any) -> 
             expect(page.locator('a.card[data-health="never"] .count')).to_have_text("1")
             row = page.locator(f'tr[data-device="{device.id}"]')
             expect(row).to_contain_text("Key mismatch — possession proven")
+            assert page.evaluate(FITS)  # usable at 1280 px: nothing scrolls sideways
             page.screenshot(path=str(IMAGES / "console-fleet.png"), full_page=True)
 
             proven.click()  # the filter narrows the table to the refused device
@@ -108,6 +110,7 @@ def test_brownout_refused_approve_then_online(cloud: Cloud, playwright: Any) -> 
                 new_key.fingerprint.sha256
             )
             expect(candidate).to_contain_text("Proven")
+            assert page.evaluate(FITS)
             page.screenshot(path=str(IMAGES / "console-device.png"), full_page=True)
 
             page.once("dialog", lambda dialog: dialog.accept())
@@ -248,8 +251,7 @@ def test_phone_width_pages_fit_and_read_without_colour(cloud: Cloud, playwright:
     with browser_context(playwright, viewport={"width": 390, "height": 844}) as browser:
         page = browser.new_page()
         log_in(page, cloud, OWNER, f"/console/p/{cloud.product}?q=pocket")
-        fits = "document.documentElement.scrollWidth <= window.innerWidth"
-        assert page.evaluate(fits)
+        assert page.evaluate(FITS)
         row = page.locator(f'tr[data-device="{device.id}"]')
         # The state is written out, and has a symbol: no colour needed to read it.
         expect(row).to_contain_text("✖ Key mismatch — unproven")
@@ -257,7 +259,7 @@ def test_phone_width_pages_fit_and_read_without_colour(cloud: Cloud, playwright:
         page.screenshot(path=str(IMAGES / "console-fleet-phone.png"), full_page=True)
         row.get_by_role("link", name=device.id).click()
         expect(page.locator("#candidate")).to_contain_text("Not proven")
-        assert page.evaluate(fits)
+        assert page.evaluate(FITS)
         page.screenshot(path=str(IMAGES / "console-device-phone.png"), full_page=True)
 
 
