@@ -50,7 +50,7 @@ from fermion.cloud.console.session import (
 )
 from fermion.cloud.domain.keypolicy import TRANSPORT_ALGORITHM
 from fermion.cloud.domain.permissions import Action, PermissionDenied, Role, check
-from fermion.cloud.store.models import ClientType
+from fermion.cloud.store.models import ClientType, Product
 
 _HERE = Path(__file__).parent
 MAX_KEY_UPLOAD = 16_384  # a PEM public key is well under 1 kB; the API takes up to this
@@ -441,13 +441,16 @@ async def reject(request: Request, device_id: str, session: SessionDep) -> Respo
     return await _device_action(request, session, device_id, "POST", path, "rejected")
 
 
-async def _device_product_slug(request: Request, session: ConsoleSession, device_id: str):
+async def _device_product_slug(
+    request: Request, session: ConsoleSession, device_id: str
+) -> str | None:
+    """The slug of the device's product, for the product routes of the API (None: no product)."""
     async with request.app.state.store.read() as db:
         row = await load_authorized(db, session.caller, device_id, Action.DEVICE_VIEW)
         if row.device.product_id is None:
             return None
-        view = await load_device_view(db, session.caller, row)
-        return view.product.slug if view.product else None
+        product = await db.get(Product, row.device.product_id)
+        return product.slug if product else None
 
 
 @router.post("/devices/{device_id}/unclaim")
