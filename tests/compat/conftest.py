@@ -1,0 +1,120 @@
+"""Fixtures for the compatibility suite: one `fermion serve` per test module, bootstrapped the way
+an operator would (`fermion admin create-user` / `create-product`), and the real Node clients."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from compat_harness import (
+    ApiJs,
+    FermionServer,
+    ParticleCli,
+    ensure_clients_installed,
+    node_missing_reason,
+)
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = node_missing_reason()
+    for item in items:
+        if HERE not in Path(str(item.fspath)).resolve().parents:
+            continue
+        item.add_marker(pytest.mark.integration)
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@dataclass(frozen=True)
+class Account:
+    email: str
+    password: str
+
+
+@dataclass(frozen=True)
+class Team:
+    """A product with an owner and a View-only member, as the seed's product team has."""
+
+    owner: Account
+    viewer: Account
+    product_id: int
+    owner_token: str
+
+
+def new_device_id() -> str:
+    return secrets.token_hex(12)
+
+
+@pytest.fixture(scope="module")
+def clients_installed() -> None:
+    ensure_clients_installed()
+
+
+@pytest.fixture(scope="module")
+def module_dir(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    return tmp_path_factory.mktemp(f"compat-{request.module.__name__.rsplit('.', 1)[-1]}")
+
+
+@pytest.fixture(scope="module")
+def net_log(module_dir: Path) -> Path:
+    return module_dir / "non-loopback-connections.log"
+
+
+@pytest.fixture(autouse=True)
+def no_phone_home(net_log: Path) -> Iterator[None]:
+    """Every case also proves the clients made no connection beyond loopback."""
+    yield
+    attempts = net_log.read_text() if net_log.exists() else ""
+    assert attempts == "", f"a client tried to leave loopback:\n{attempts}"
+
+
+@pytest.fixture(scope="module")
+def server(module_dir: Path, clients_installed: None) -> Iterator[FermionServer]:
+    srv = FermionServer(home=module_dir / "fermion-home")
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def create_user(server: FermionServer, email: str) -> Account:
+    password = "pw-" + secrets.token_hex(8)
+    server.admin("create-user", email, "--password", password)
+    return Account(email, password)
+
+
+@pytest.fixture(scope="module")
+def team(server: FermionServer) -> Team:
+    owner = create_user(server, "owner@compat.example")
+    viewer = create_user(server, "viewer@compat.example")
+    server.admin("create-product", "Compat Widgets", "--owner", owner.email, "--platform", "photon")
+    owner_token = server.password_token(owner.email, owner.password)
+    products = server.get("/v1/user/products", owner_token)
+    assert products.status_code == 200, products.text
+    (product,) = [p for p in products.json()["products"] if p["name"] == "Compat Widgets"]
+    with server.http(owner_token) as c:
+        invited = c.post(
+            f"/v1/products/{product['id']}/team",
+            data={"username": viewer.email, "role": "View-only"},
+        )
+    assert invited.status_code == 200, invited.text
+    return Team(owner, viewer, int(product["id"]), owner_token)
+
+
+@pytest.fixture
+def particle(
+    server: FermionServer, tmp_path_factory: pytest.TempPathFactory, net_log: Path
+) -> ParticleCli:
+    """particle-cli in a fresh HOME whose default profile points at the test server."""
+    return ParticleCli(tmp_path_factory.mktemp("particle-home"), server.url, net_log)
+
+
+@pytest.fixture
+def api_js(server: FermionServer, module_dir: Path, net_log: Path) -> ApiJs:
+    return ApiJs(server.url, module_dir / "node-home", net_log)

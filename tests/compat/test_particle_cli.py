@@ -1,0 +1,357 @@
+"""particle-cli 3.40.0, unchanged, against a real `fermion serve`.
+
+Each case runs the command a person would type, checks what the CLI printed and its exit code,
+then asks the cloud (over its HTTP API) what it now holds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from compat_harness import FermionServer, ParticleCli
+from conftest import Account, Team, create_user, new_device_id
+
+from fermion.keys import Algorithm, fingerprint, generate_device_key, public_key_pem
+
+
+def login(particle: ParticleCli, account: Account) -> str:
+    r = particle("login", "-u", account.email, "-p", account.password)
+    assert r.returncode == 0, r.output
+    return str(particle.config["access_token"])
+
+
+def write_public_key(directory: Path, device_id: str, alg: Algorithm) -> tuple[Path, str]:
+    """A device key pair as `particle keys new` makes it; returns the .pub.pem and its SHA256."""
+    key = generate_device_key(alg)
+    path = directory / f"{device_id}.pub.pem"
+    path.write_bytes(public_key_pem(key.public_key()))
+    return path, fingerprint(key).sha256
+
+
+def current_key(server: FermionServer, token: str, device_id: str) -> dict[str, object]:
+    """The device's current key version, from Fermion's key-history endpoint."""
+    r = server.get(f"/v1/devices/{device_id}/keys", token)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    (current,) = [k for k in body["keys"] if k.get("current")]
+    return dict(current)
+
+
+def product_device(server: FermionServer, team: Team, device_id: str) -> dict[str, object] | None:
+    r = server.get(f"/v1/products/{team.product_id}/devices/{device_id}", team.owner_token)
+    if r.status_code == 404:
+        return None
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def provision_in_product(particle: ParticleCli, team: Team, alg: Algorithm = Algorithm.RSA) -> str:
+    """A product device that exists but is claimed by nobody, made with `keys send --product_id`."""
+    device_id = new_device_id()
+    pub, _ = write_public_key(particle.home, device_id, alg)
+    r = particle("keys", "send", device_id, str(pub), "--product_id", str(team.product_id))
+    assert r.returncode == 0, r.output
+    return device_id
+
+
+# --- pointing the CLI at Fermion -----------------------------------------------------------
+
+
+def test_config_command_points_a_profile_at_fermion(
+    server: FermionServer, team: Team, tmp_path: Path, net_log: Path
+) -> None:
+    particle = ParticleCli(tmp_path, "unused", net_log)
+    (tmp_path / ".particle" / "particle.config.json").unlink()
+
+    set_url = particle("config", "fermion", "apiUrl", server.url)
+    switch = particle("config", "fermion")
+    show = particle("config")
+
+    assert set_url.returncode == switch.returncode == show.returncode == 0, show.output
+    assert "Current profile: fermion" in show.stdout
+    assert f"Using API: {server.url}" in show.stdout
+    r = particle("login", "-u", team.owner.email, "-p", team.owner.password)
+    assert r.returncode == 0, r.output
+    assert (tmp_path / ".particle" / "fermion.config.json").exists()
+
+
+# --- login, whoami, list, logout -----------------------------------------------------------
+
+
+def test_login_stores_a_token_the_cloud_honours(
+    particle: ParticleCli, server: FermionServer, team: Team
+) -> None:
+    r = particle("login", "-u", team.owner.email, "-p", team.owner.password)
+
+    assert r.returncode == 0, r.output
+    assert "> Successfully completed login!" in r.stdout
+    config = particle.config
+    assert config["username"] == team.owner.email
+    me = server.get("/v1/user", config["access_token"])
+    assert me.status_code == 200, me.text
+    assert me.json()["username"] == team.owner.email
+
+
+def test_login_with_a_wrong_password_shows_the_clis_own_message(
+    particle: ParticleCli, team: Team
+) -> None:
+    r = particle("login", "-u", team.owner.email, "-p", "not-the-password")
+
+    assert r.returncode == 1, r.output
+    assert "There was an error logging you in!" in r.stdout
+    assert "! User credentials are invalid" in r.stderr
+    assert "It seems we're having trouble with logging in." in r.stderr
+    assert not particle.config.get("access_token")
+
+
+def test_whoami_names_the_logged_in_user(particle: ParticleCli, team: Team) -> None:
+    login(particle, team.owner)
+
+    r = particle("whoami")
+
+    assert r.returncode == 0, r.output
+    assert r.stdout.strip() == f"> {team.owner.email}"
+
+
+def test_whoami_with_a_revoked_token_asks_to_log_in(
+    particle: ParticleCli, server: FermionServer, team: Team
+) -> None:
+    token = login(particle, team.owner)
+    with server.http(token) as c:
+        assert c.delete("/v1/access_tokens/current").status_code == 200
+
+    r = particle("whoami")
+
+    assert r.returncode == 1, r.output
+    assert "Please login - it appears your access token may have expired" in r.stdout
+    assert "Failed to find username! Try: `particle login`" in r.stderr
+
+
+def test_list_shows_the_users_devices(
+    particle: ParticleCli, server: FermionServer, team: Team
+) -> None:
+    token = login(particle, team.owner)
+    device_id = provision_in_product(particle, team)
+    assert particle("device", "add", device_id).returncode == 0
+    assert particle("device", "rename", device_id, "listed-one").returncode == 0
+
+    r = particle("list")
+
+    assert r.returncode == 0, r.output
+    assert f"listed-one [{device_id}] (Product {team.product_id}) is offline" in r.stdout
+    mine = server.get("/v1/devices", token).json()
+    assert device_id in {d["id"] for d in mine}
+
+
+def test_list_with_no_devices(particle: ParticleCli, server: FermionServer) -> None:
+    login(particle, create_user(server, "nodevices@compat.example"))
+
+    r = particle("list")
+
+    assert r.returncode == 0, r.output
+    assert "No devices found." in r.stdout
+
+
+def test_logout_revokes_the_token(
+    particle: ParticleCli, server: FermionServer, team: Team
+) -> None:
+    token = login(particle, team.owner)
+
+    r = particle("logout")
+
+    assert r.returncode == 0, r.output
+    assert f"> You have been logged out from {team.owner.email}" in r.stdout
+    assert not particle.config.get("access_token")
+    assert server.get("/v1/user", token).status_code == 401
+
+
+# --- claim, unclaim, rename ----------------------------------------------------------------
+
+
+def test_device_add_claims_an_unclaimed_product_device(
+    particle: ParticleCli, server: FermionServer, team: Team
+) -> None:
+    token = login(particle, team.owner)
+    device_id = provision_in_product(particle, team)
+
+    r = particle("device", "add", device_id.upper())
+
+    assert r.returncode == 0, r.output
+    assert f"Successfully claimed device {device_id.upper()}" in r.stdout
+    device = server.get(f"/v1/devices/{device_id}", token)
+    assert device.status_code == 200, device.text
+    assert device.json()["owner"] == team.owner.email
+
+
+def test_device_add_of_an_unknown_id_says_not_found(particle: ParticleCli, team: Team) -> None:
+    login(particle, team.owner)
+
+    r = particle("device", "add", new_device_id())
+
+    assert r.returncode == 1, r.output
+    assert "Failed to claim device" in r.stderr
+    assert "not found" in r.stderr
+
+
+def test_device_remove_releases_the_claim(
+    particle: ParticleCli, server: FermionServer, team: Team
+) -> None:
+    token = login(particle, team.owner)
+    device_id = provision_in_product(particle, team)
+    assert particle("device", "add", device_id).returncode == 0
+
+    r = particle("device", "remove", device_id, "--yes")
+
+    assert r.returncode == 0, r.output
+    assert f"releasing device {device_id}" in r.stdout
+    assert "Okay!" in r.stdout
+    assert device_id not in {d["id"] for d in server.get("/v1/devices", token).json()}
+    still = product_device(server, team, device_id)
+    assert still is not None and not still.get("owner")
+
+
+def test_device_rename(particle: ParticleCli, server: FermionServer, team: Team) -> None:
+    token = login(particle, team.owner)
+    device_id = provision_in_product(particle, team)
+    assert particle("device", "add", device_id).returncode == 0
+
+    r = particle("device", "rename", device_id, "kitchen-sensor")
+
+    assert r.returncode == 0, r.output
+    assert f"Successfully renamed device {device_id} to: kitchen-sensor" in r.stdout
+    assert server.get(f"/v1/devices/{device_id}", token).json()["name"] == "kitchen-sensor"
+
+
+# --- keys send -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alg", [Algorithm.RSA, Algorithm.EC], ids=["rsa", "ec"])
+def test_keys_send_replaces_the_key_of_my_device(
+    particle: ParticleCli, server: FermionServer, team: Team, alg: Algorithm
+) -> None:
+    token = login(particle, team.owner)
+    device_id = provision_in_product(particle, team, alg)
+    assert particle("device", "add", device_id).returncode == 0
+    (particle.home / "new").mkdir()
+    pub, sha256 = write_public_key(particle.home / "new", device_id, alg)
+
+    r = particle("keys", "send", device_id, str(pub))
+
+    assert r.returncode == 0, r.output
+    assert f"attempting to add a new public key for device {device_id}" in r.stdout
+    assert "submitting public key succeeded!" in r.stdout
+    current = current_key(server, token, device_id)
+    assert current["fingerprint"] == sha256
+    assert current["algorithm"] == alg.api_name
+
+
+def test_keys_send_with_product_id_provisions_into_the_product(
+    particle: ParticleCli, server: FermionServer, team: Team
+) -> None:
+    login(particle, team.owner)
+    device_id = new_device_id()
+    pub, sha256 = write_public_key(particle.home, device_id, Algorithm.RSA)
+
+    r = particle("keys", "send", device_id, str(pub), "--product_id", str(team.product_id))
+
+    assert r.returncode == 0, r.output
+    assert "submitting public key succeeded!" in r.stdout
+    device = product_device(server, team, device_id)
+    assert device is not None
+    assert device["product_id"] == team.product_id
+    assert current_key(server, team.owner_token, device_id)["fingerprint"] == sha256
+
+
+def test_keys_send_as_a_view_only_member_is_refused_with_the_role_needed(
+    server: FermionServer,
+    team: Team,
+    tmp_path_factory: pytest.TempPathFactory,
+    net_log: Path,
+) -> None:
+    owner = ParticleCli(tmp_path_factory.mktemp("owner-home"), server.url, net_log)
+    login(owner, team.owner)
+    device_id = provision_in_product(owner, team)
+    before = current_key(server, team.owner_token, device_id)["fingerprint"]
+    viewer = ParticleCli(tmp_path_factory.mktemp("viewer-home"), server.url, net_log)
+    login(viewer, team.viewer)
+    pub, _ = write_public_key(viewer.home, device_id, Algorithm.RSA)
+
+    r = viewer("keys", "send", device_id, str(pub), "--product_id", str(team.product_id))
+
+    assert r.returncode == 1, r.output
+    assert "submitting public key succeeded!" not in r.stdout
+    assert "Error sending public key to server" in r.stderr
+    assert "View-only" in r.stderr
+    assert "Developer" in r.stderr
+    assert current_key(server, team.owner_token, device_id)["fingerprint"] == before
+
+
+# --- tokens --------------------------------------------------------------------------------
+
+
+def test_token_create_prints_a_working_token(
+    particle: ParticleCli, server: FermionServer, team: Team
+) -> None:
+    login(particle, team.owner)
+
+    r = particle("token", "create", stdin=team.owner.password + "\n")
+
+    assert r.returncode == 0, r.output
+    assert "New access token expires on" in r.stdout
+    token = r.stdout.strip().splitlines()[-1].strip()
+    assert len(token) == 40
+    assert server.get("/v1/user", token).json()["username"] == team.owner.email
+
+
+def test_token_create_never_expires(
+    particle: ParticleCli, server: FermionServer, team: Team
+) -> None:
+    login(particle, team.owner)
+
+    r = particle("token", "create", "--never-expires", stdin=team.owner.password + "\n")
+
+    assert r.returncode == 0, r.output
+    assert "New access token never expires" in r.stdout
+    token = r.stdout.strip().splitlines()[-1].strip()
+    current = server.get("/v1/access_tokens/current", token)
+    assert current.status_code == 200, current.text
+    assert current.json()["expires_at"] is None
+
+
+def test_token_revoke(particle: ParticleCli, server: FermionServer, team: Team) -> None:
+    login(particle, team.owner)
+    victim = server.password_token(team.owner.email, team.owner.password)
+
+    r = particle("token", "revoke", victim)
+
+    assert r.returncode == 0, r.output
+    assert "Successfully revoked all provided tokens" in r.stdout
+    assert server.get("/v1/user", victim).status_code == 401
+
+
+# --- product devices -----------------------------------------------------------------------
+
+
+def test_product_device_add_list_remove(
+    particle: ParticleCli, server: FermionServer, team: Team
+) -> None:
+    login(particle, team.owner)
+    device_id = new_device_id()
+    pub, _ = write_public_key(particle.home, device_id, Algorithm.RSA)
+    assert particle("keys", "send", device_id, str(pub)).returncode == 0  # a sandbox device
+    product = str(team.product_id)
+
+    added = particle("product", "device", "add", product, device_id)
+    assert added.returncode == 0, added.output
+    assert f"Product {product} Includes:\n  {device_id}" in added.stdout
+    assert product_device(server, team, device_id) is not None
+
+    listed = particle("product", "device", "list", product)
+    assert listed.returncode == 0, listed.output
+    assert f"[{device_id}] (Product {product}) is offline" in listed.stdout
+
+    removed = particle("product", "device", "remove", product, device_id)
+    assert removed.returncode == 0, removed.output
+    assert f"Success! Removed device {device_id} from product {product}" in removed.stdout
+    assert product_device(server, team, device_id) is None
