@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -273,3 +274,29 @@ def node_env(home: Path, net_log: Path) -> dict[str, str]:
         FERMION_COMPAT_NET_LOG=str(net_log),
     )
     return env
+
+
+@dataclass(frozen=True)
+class Account:
+    email: str
+    password: str
+
+
+@dataclass(frozen=True)
+class Team:
+    """A product with an owner and a View-only member, as the seed's product team has."""
+
+    owner: Account
+    viewer: Account
+    product_id: int
+    owner_token: str
+
+
+def new_device_id() -> str:
+    return secrets.token_hex(12)
+
+
+def create_user(server: FermionServer, email: str) -> Account:
+    password = "pw-" + secrets.token_hex(8)
+    server.admin("create-user", email, "--password", password)
+    return Account(email, password)

@@ -3,9 +3,7 @@ an operator would (`fermion admin create-user` / `create-product`), and the real
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,8 @@ from compat_harness import (
     ApiJs,
     FermionServer,
     ParticleCli,
+    Team,
+    create_user,
     ensure_clients_installed,
     node_missing_reason,
 )
@@ -28,26 +28,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(pytest.mark.integration)
         if reason:
             item.add_marker(pytest.mark.skip(reason=reason))
-
-
-@dataclass(frozen=True)
-class Account:
-    email: str
-    password: str
-
-
-@dataclass(frozen=True)
-class Team:
-    """A product with an owner and a View-only member, as the seed's product team has."""
-
-    owner: Account
-    viewer: Account
-    product_id: int
-    owner_token: str
-
-
-def new_device_id() -> str:
-    return secrets.token_hex(12)
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +61,6 @@ def server(module_dir: Path, clients_installed: None) -> Iterator[FermionServer]
         yield srv
     finally:
         srv.stop()
-
-
-def create_user(server: FermionServer, email: str) -> Account:
-    password = "pw-" + secrets.token_hex(8)
-    server.admin("create-user", email, "--password", password)
-    return Account(email, password)
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from compat_harness import ApiJs, FermionServer
-from conftest import Team, new_device_id
+from compat_harness import ApiJs, FermionServer, Team, new_device_id
 
 from fermion.keys import Algorithm, fingerprint, generate_device_key, public_key_pem
 
@@ -109,7 +108,10 @@ def test_login_as_client_owner_gives_a_product_token(
     api_js: ApiJs, server: FermionServer, team: Team, product_client: ProductClient
 ) -> None:
     r = api_js(
-        "loginAsClientOwner", {}, client_id=product_client.client_id, client_secret=product_client.secret
+        "loginAsClientOwner",
+        {},
+        client_id=product_client.client_id,
+        client_secret=product_client.secret,
     )
 
     assert r["ok"], r
@@ -193,9 +195,7 @@ def test_get_device_of_another_customer_is_refused(
 
 
 @pytest.mark.parametrize("alg", [Algorithm.RSA, Algorithm.EC], ids=["rsa", "ec"])
-def test_send_public_key(
-    api_js: ApiJs, server: FermionServer, team: Team, alg: Algorithm
-) -> None:
+def test_send_public_key(api_js: ApiJs, server: FermionServer, team: Team, alg: Algorithm) -> None:
     device_id = new_device_id()
     pem, sha256 = new_public_key(alg)
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from compat_harness import FermionServer, ParticleCli
-from conftest import Account, Team, create_user, new_device_id
+from compat_harness import Account, FermionServer, ParticleCli, Team, create_user, new_device_id
 
 from fermion.keys import Algorithm, fingerprint, generate_device_key, public_key_pem
 
@@ -153,9 +152,7 @@ def test_list_with_no_devices(particle: ParticleCli, server: FermionServer) -> N
     assert "No devices found." in r.stdout
 
 
-def test_logout_revokes_the_token(
-    particle: ParticleCli, server: FermionServer, team: Team
-) -> None:
+def test_logout_revokes_the_token(particle: ParticleCli, server: FermionServer, team: Team) -> None:
     token = login(particle, team.owner)
 
     r = particle("logout")
