@@ -72,12 +72,7 @@ def team(server: FermionServer) -> Team:
     products = server.get("/v1/user/products", owner_token)
     assert products.status_code == 200, products.text
     (product,) = [p for p in products.json()["products"] if p["name"] == "Compat Widgets"]
-    with server.http(owner_token) as c:
-        invited = c.post(
-            f"/v1/products/{product['id']}/team",
-            data={"username": viewer.email, "role": "View-only"},
-        )
-    assert invited.status_code == 200, invited.text
+    server.admin("set-role", str(product["id"]), viewer.email, "--role", "view_only")
     return Team(owner, viewer, int(product["id"]), owner_token)
 
 
