@@ -1,0 +1,1 @@
+"""Rules of the cloud as pure Python: permissions, repair planning, key policy."""
