@@ -24,6 +24,8 @@ from typing import Any
 
 import httpx
 
+from fermion.keys import Algorithm, fingerprint, generate_device_key, public_key_pem
+
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 NODE_MODULES = REPO / "node_modules"
@@ -304,3 +306,45 @@ def create_user(server: FermionServer, email: str) -> Account:
     password = "pw-" + secrets.token_hex(8)
     server.admin("create-user", email, "--password", password)
     return Account(email, password)
+
+
+def public_key_for(alg_name: str) -> tuple[str, str]:
+    """A fresh device key (RSA-1024 or P-256, as `particle keys new` makes): PEM and SHA256."""
+    key = generate_device_key(Algorithm.parse(alg_name))
+    return public_key_pem(key.public_key()).decode(), fingerprint(key).sha256
+
+
+def provision(
+    server: FermionServer, token: str, *, product_id: int | None = None, alg: str = "rsa"
+) -> str:
+    """Set-up shortcut: a new device, sent the request `particle keys send` sends (form)."""
+    device_id = new_device_id()
+    pem, _ = public_key_for(alg)
+    form = {
+        "deviceID": device_id,
+        "publicKey": pem,
+        "order": "manual_1",
+        "filename": "cli",
+        "algorithm": "ecc" if alg in ("ec", "ecc") else "rsa",
+    }
+    if product_id is not None:
+        form["product_id"] = str(product_id)
+    with server.http(token) as c:
+        r = c.post(f"/v1/provisioning/{device_id}", data=form)
+    assert r.status_code == 200, r.text
+    return device_id
+
+
+def claim(server: FermionServer, token: str, device_id: str) -> None:
+    """Set-up shortcut: the claim `particle device add` sends (JSON)."""
+    with server.http(token) as c:
+        r = c.post("/v1/devices", json={"id": device_id, "request_transfer": False})
+    assert r.status_code == 200, r.text
+
+
+def current_key(server: FermionServer, token: str, device_id: str) -> dict[str, Any]:
+    """The device's current key version, from Fermion's key history (GET /v1/devices/:id/keys)."""
+    r = server.get(f"/v1/devices/{device_id}/keys", token)
+    assert r.status_code == 200, r.text
+    (current,) = [k for k in r.json()["keys"] if k.get("current")]
+    return dict(current)
