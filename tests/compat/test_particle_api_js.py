@@ -28,11 +28,11 @@ class ProductClient:
 
 @pytest.fixture(scope="module")
 def product_client(server: FermionServer, team: Team) -> ProductClient:
-    """A product OAuth client, made the way Particle's docs show (POST .../clients)."""
+    """A two-legged (server) product OAuth client, made with POST /v1/products/:p/clients."""
     with server.http(team.owner_token) as c:
         r = c.post(
             f"/v1/products/{team.product_id}/clients",
-            data={"name": "compat backend", "type": "installed"},
+            data={"name": "compat backend", "type": "server"},
         )
     assert r.status_code in (200, 201), r.text
     client = r.json()["client"]
