@@ -348,3 +348,20 @@ def current_key(server: FermionServer, token: str, device_id: str) -> dict[str, 
     assert r.status_code == 200, r.text
     (current,) = [k for k in r.json()["keys"] if k.get("current")]
     return dict(current)
+
+
+@dataclass(frozen=True)
+class ProductClient:
+    client_id: str
+    secret: str
+
+
+def customer_token(api_js: ApiJs, team: Team, client: ProductClient, email: str) -> str:
+    r = api_js(
+        "createCustomer",
+        {"email": email, "password": "customer-pw-1", "product": team.product_id},
+        client_id=client.client_id,
+        client_secret=client.secret,
+    )
+    assert r["ok"], r
+    return str(r["body"]["access_token"])

@@ -11,6 +11,7 @@ from compat_harness import (
     ApiJs,
     FermionServer,
     ParticleCli,
+    ProductClient,
     Team,
     create_user,
     ensure_clients_installed,
@@ -87,3 +88,16 @@ def particle(
 @pytest.fixture
 def api_js(server: FermionServer, module_dir: Path, net_log: Path) -> ApiJs:
     return ApiJs(server.url, module_dir / "node-home", net_log)
+
+
+@pytest.fixture(scope="module")
+def product_client(server: FermionServer, team: Team) -> ProductClient:
+    """A two-legged (server) product OAuth client, made with POST /v1/products/:p/clients."""
+    with server.http(team.owner_token) as c:
+        r = c.post(
+            f"/v1/products/{team.product_id}/clients",
+            data={"name": "compat backend", "type": "server"},
+        )
+    assert r.status_code in (200, 201), r.text
+    client = r.json()["client"]
+    return ProductClient(client["id"], client["secret"])

@@ -6,49 +6,18 @@ promise resolved or rejected with, then what the cloud holds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 from compat_harness import (
     ApiJs,
     FermionServer,
+    ProductClient,
     Team,
     current_key,
+    customer_token,
     new_device_id,
     provision,
     public_key_for,
 )
-
-
-@dataclass(frozen=True)
-class ProductClient:
-    client_id: str
-    secret: str
-
-
-@pytest.fixture(scope="module")
-def product_client(server: FermionServer, team: Team) -> ProductClient:
-    """A two-legged (server) product OAuth client, made with POST /v1/products/:p/clients."""
-    with server.http(team.owner_token) as c:
-        r = c.post(
-            f"/v1/products/{team.product_id}/clients",
-            data={"name": "compat backend", "type": "server"},
-        )
-    assert r.status_code in (200, 201), r.text
-    client = r.json()["client"]
-    return ProductClient(client["id"], client["secret"])
-
-
-def customer_token(api_js: ApiJs, team: Team, client: ProductClient, email: str) -> str:
-    r = api_js(
-        "createCustomer",
-        {"email": email, "password": "customer-pw-1", "product": team.product_id},
-        client_id=client.client_id,
-        client_secret=client.secret,
-    )
-    assert r["ok"], r
-    return str(r["body"]["access_token"])
-
 
 # --- tokens --------------------------------------------------------------------------------
 

@@ -15,12 +15,15 @@ from pathlib import Path
 import pytest
 from compat_harness import (
     Account,
+    ApiJs,
     FermionServer,
     ParticleCli,
+    ProductClient,
     Team,
     claim,
     create_user,
     current_key,
+    customer_token,
     new_device_id,
     provision,
     public_key_for,
@@ -248,6 +251,10 @@ def test_keys_send_replaces_the_key_of_my_device(
     current = current_key(server, token, device_id)
     assert current["fingerprint"] == sha256
     assert current["algorithm"] == alg
+    audit = server.get("/v1/audit", token, device_id=device_id, action="key.upload").json()
+    newest = audit["events"][0]
+    assert newest["actor"] == f"user:{owner_cli.config['username']}"
+    assert newest["after_fingerprint"] == sha256
 
 
 def test_keys_send_with_product_id_provisions_into_the_product(
@@ -281,6 +288,65 @@ def test_keys_send_as_a_view_only_member_is_refused_with_the_role_needed(
     assert "Error sending public key to server: " in r.stdout
     assert "needs the Developer role or above; your role is View-only" in r.stdout
     assert current_key(server, team.owner_token, device_id)["fingerprint"] == before
+
+
+def test_keys_send_to_a_two_legged_customers_device_explains_the_procedure(
+    owner_cli: ParticleCli,
+    server: FermionServer,
+    team: Team,
+    api_js: ApiJs,
+    product_client: ProductClient,
+) -> None:
+    device_id = provision(server, team.owner_token, product_id=team.product_id)
+    customer = customer_token(api_js, team, product_client, "erin@customer.example")
+    claim(server, customer, device_id)
+    before = current_key(server, team.owner_token, device_id)["fingerprint"]
+    pub, _ = write_public_key(owner_cli.home, "rsa")
+
+    r = owner_cli("keys", "send", device_id, str(pub), "--product_id", str(team.product_id))
+
+    assert r.returncode == 1, r.output
+    assert f"is claimed by customer erin@customer.example of product {team.product_id}" in r.stdout
+    assert "unclaim the device" in r.stdout
+    assert f"POST /v1/devices/{device_id}/keys/repair" in r.stdout
+    assert current_key(server, team.owner_token, device_id)["fingerprint"] == before
+
+
+def test_the_seeds_two_legged_repair_with_the_real_clients(
+    owner_cli: ParticleCli,
+    server: FermionServer,
+    team: Team,
+    api_js: ApiJs,
+    product_client: ProductClient,
+) -> None:
+    """Seed, "Repair - two-legged customer devices": unclaim, send, customer token, claim."""
+    device_id = provision(server, team.owner_token, product_id=team.product_id)
+    first = customer_token(api_js, team, product_client, "frank@customer.example")
+    claim(server, first, device_id)
+    pub, sha256 = write_public_key(owner_cli.home, "rsa")
+
+    unclaimed = api_js(
+        "removeDeviceOwner",
+        {"deviceId": device_id, "product": team.product_id, "auth": team.owner_token},
+    )
+    sent = owner_cli("keys", "send", "--product_id", str(team.product_id), device_id, str(pub))
+    with server.http() as c:  # the seed's curl, host changed
+        minted = c.post(
+            "/oauth/token",
+            auth=(product_client.client_id, product_client.secret),
+            data={"grant_type": "client_credentials", "scope": "customer=frank@customer.example"},
+        )
+    assert minted.status_code == 200, minted.text
+    customer = minted.json()["access_token"]
+    with server.http() as c:
+        claimed = c.post("/v1/devices", data={"id": device_id, "access_token": customer})
+
+    assert unclaimed["ok"], unclaimed
+    assert sent.returncode == 0, sent.output
+    assert "submitting public key succeeded!" in sent.stdout
+    assert claimed.status_code == 200, claimed.text
+    assert current_key(server, team.owner_token, device_id)["fingerprint"] == sha256
+    assert device_id in {d["id"] for d in server.get("/v1/devices", customer).json()}
 
 
 # --- tokens --------------------------------------------------------------------------------
