@@ -203,6 +203,29 @@ def test_device_add_of_an_unknown_id_says_not_found(owner_cli: ParticleCli) -> N
     assert "Failed to claim device: device not found" in r.stdout
 
 
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ("n", "Failed to claim device: You cannot claim a device owned by someone else"),
+        ("y", "Failed to claim device: That belongs to someone else."),
+    ],
+)
+def test_device_add_of_someone_elses_device_offers_a_transfer_fermion_refuses(
+    particle: ParticleCli, server: FermionServer, team: Team, answer: str, message: str
+) -> None:
+    device_id = provision(server, team.owner_token, product_id=team.product_id)
+    claim(server, team.owner_token, device_id)
+    login(particle, team.viewer)
+
+    r = particle("device", "add", device_id, stdin=answer + "\n")
+
+    assert r.returncode == 1, r.output
+    assert "That device belongs to someone else. Would you like to request a transfer?" in r.stdout
+    assert message in r.stdout
+    owner = server.get(f"/v1/devices/{device_id}", team.owner_token).json()["owner"]
+    assert owner == team.owner.email
+
+
 def test_device_remove_releases_the_claim(
     owner_cli: ParticleCli, server: FermionServer, team: Team
 ) -> None:
@@ -388,6 +411,20 @@ def test_token_revoke(owner_cli: ParticleCli, server: FermionServer, team: Team)
 
 
 # --- product devices -----------------------------------------------------------------------
+
+
+def test_product_device_remove_as_a_view_only_member_says_why(
+    particle: ParticleCli, server: FermionServer, team: Team
+) -> None:
+    device_id = provision(server, team.owner_token, product_id=team.product_id)
+    login(particle, team.viewer)
+
+    r = particle("product", "device", "remove", str(team.product_id), device_id)
+
+    assert r.returncode == 1, r.output
+    assert "Error removing device from product: " in r.stdout
+    assert "needs the Developer role or above; your role is View-only" in r.stdout
+    assert product_device(server, team, device_id) is not None
 
 
 def test_product_device_add_list_remove(
