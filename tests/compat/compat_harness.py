@@ -52,12 +52,14 @@ def ensure_clients_installed() -> None:
     """Install the pinned clients from the committed lock file when `make` has not yet done so."""
     if PARTICLE_CLI.exists() and (NODE_MODULES / "particle-api-js").exists():
         return
-    subprocess.run(
+    proc = subprocess.run(
         ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
         cwd=REPO,
-        check=True,
         capture_output=True,
+        text=True,
     )
+    if proc.returncode != 0:
+        raise AssertionError(f"npm ci failed (run it in {REPO}):\n{proc.stderr[-2000:]}")
 
 
 def free_port() -> int:
