@@ -1,5 +1,6 @@
-"""Fixtures for the compatibility suite: one `fermion serve` per test module, bootstrapped the way
-an operator would (`fermion admin create-user` / `create-product`), and the real Node clients."""
+"""Fixtures for the compatibility suite: one `fermion serve` for the run, bootstrapped the way an
+operator would (`fermion admin create-user` / `create-product` / `set-role`), and the real Node
+clients."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def clients_installed() -> None:
     ensure_clients_installed()
 
@@ -54,9 +55,12 @@ def no_phone_home(net_log: Path) -> Iterator[None]:
     assert attempts == "", f"a client tried to leave loopback:\n{attempts}"
 
 
-@pytest.fixture(scope="module")
-def server(module_dir: Path, clients_installed: None) -> Iterator[FermionServer]:
-    srv = FermionServer(home=module_dir / "fermion-home")
+@pytest.fixture(scope="session")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, clients_installed: None
+) -> Iterator[FermionServer]:
+    """One cloud for the whole suite: every case makes its own devices, customers and logins."""
+    srv = FermionServer(home=tmp_path_factory.mktemp("compat-fermion-home"))
     srv.start()
     try:
         yield srv
@@ -64,7 +68,7 @@ def server(module_dir: Path, clients_installed: None) -> Iterator[FermionServer]
         srv.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def team(server: FermionServer) -> Team:
     owner = create_user(server, "owner@compat.example")
     viewer = create_user(server, "viewer@compat.example")
@@ -90,7 +94,7 @@ def api_js(server: FermionServer, module_dir: Path, net_log: Path) -> ApiJs:
     return ApiJs(server.url, module_dir / "node-home", net_log)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def product_client(server: FermionServer, team: Team) -> ProductClient:
     """A two-legged (server) product OAuth client, made with POST /v1/products/:p/clients."""
     with server.http(team.owner_token) as c:
