@@ -122,6 +122,17 @@ def test_login_with_a_wrong_password_shows_the_clis_own_message(
     assert not particle.config.get("access_token")
 
 
+def test_login_with_a_token(particle: ParticleCli, server: FermionServer, team: Team) -> None:
+    token = server.password_token(team.owner.email, team.owner.password)
+
+    r = particle("login", "--token", token)
+
+    assert r.returncode == 0, r.output
+    assert "> Successfully completed login!" in r.stdout
+    assert particle.config["access_token"] == token
+    assert particle.config["username"] == team.owner.email
+
+
 def test_whoami_names_the_logged_in_user(owner_cli: ParticleCli, team: Team) -> None:
     r = owner_cli("whoami")
 
@@ -278,6 +289,23 @@ def test_keys_send_replaces_the_key_of_my_device(
     newest = audit["events"][0]
     assert newest["actor"] == f"user:{owner_cli.config['username']}"
     assert newest["after_fingerprint"] == sha256
+
+
+def test_keys_send_of_a_key_of_the_wrong_algorithm_says_why(
+    owner_cli: ParticleCli, server: FermionServer
+) -> None:
+    token = owner_token(owner_cli)
+    device_id = provision(server, token, alg="rsa")
+    before = current_key(server, token, device_id)["fingerprint"]
+    pub, _ = write_public_key(owner_cli.home, "ecc")
+
+    r = owner_cli("keys", "send", device_id, str(pub))
+
+    assert r.returncode == 1, r.output
+    assert "submitting public key succeeded!" not in r.stdout
+    assert "Error sending public key to server: " in r.stdout
+    assert f"publicKey: is an ECC key but device {device_id} (TCP) uses RSA keys" in r.stdout
+    assert current_key(server, token, device_id)["fingerprint"] == before
 
 
 def test_keys_send_with_product_id_provisions_into_the_product(
@@ -446,3 +474,25 @@ def test_product_device_add_list_remove(
     assert removed.returncode == 0, removed.output
     assert f"Success! Removed device {device_id} from product {product}" in removed.stdout
     assert product_device(server, team, device_id) is None
+
+
+def test_product_device_list_filters_by_name_and_shows_one_device(
+    owner_cli: ParticleCli, server: FermionServer, team: Team
+) -> None:
+    named = provision(server, team.owner_token, product_id=team.product_id)
+    other = provision(server, team.owner_token, product_id=team.product_id)
+    with server.http(team.owner_token) as c:
+        r = c.put(f"/v1/products/{team.product_id}/devices/{named}", json={"name": "greenhouse-7"})
+        assert r.status_code == 200, r.text
+    product = str(team.product_id)
+
+    by_name = owner_cli("product", "device", "list", product, "--name", "greenhouse")
+    one = owner_cli("product", "device", "list", product, other)
+    paged = owner_cli("product", "device", "list", product, "--limit", "1")
+
+    assert by_name.returncode == one.returncode == paged.returncode == 0, by_name.output
+    assert f"greenhouse-7 [{named}] (Product {product}) is offline" in by_name.stdout
+    assert other not in by_name.stdout
+    assert f"[{other}] (Product {product}) is offline" in one.stdout
+    assert named not in one.stdout
+    assert paged.stdout.count("is offline") == 1
