@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from fermion import __version__
 from fermion.cloud.api import errors, routers
+from fermion.cloud.api.auth import TokenCache
 from fermion.cloud.api.middleware import BodyLimit, RequestId
 from fermion.cloud.api.ratelimit import LoginLimiter
 from fermion.cloud.serverkeys import ensure_server_key
@@ -40,6 +41,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.login_limiter = LoginLimiter()
+    app.state.token_cache = TokenCache()
     errors.install(app)
     for router in routers():
         app.include_router(router)

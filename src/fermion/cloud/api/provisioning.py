@@ -198,7 +198,7 @@ async def _may_upload(
     session: AsyncSession, caller: Caller, row: DeviceRow, product_ref: str | None
 ) -> None:
     device = row.device
-    if product_ref is not None:
+    if product_ref is not None and product_ref.strip() != str(device.product_id):
         product = await product_by_id_or_slug(session, product_ref)
         if product is None:
             raise not_found(f"product_id: product {product_ref} not found")
