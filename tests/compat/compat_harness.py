@@ -292,9 +292,10 @@ class Account:
 
 @dataclass(frozen=True)
 class Team:
-    """A product with an owner and a View-only member, as the seed's product team has."""
+    """A product with its owner, a Developer and a View-only member, as the seed's team has."""
 
     owner: Account
+    developer: Account
     viewer: Account
     product_id: int
     owner_token: str

@@ -71,14 +71,16 @@ def server(
 @pytest.fixture(scope="session")
 def team(server: FermionServer) -> Team:
     owner = create_user(server, "owner@compat.example")
+    developer = create_user(server, "developer@compat.example")
     viewer = create_user(server, "viewer@compat.example")
     server.admin("create-product", "Compat Widgets", "--owner", owner.email, "--platform", "photon")
     owner_token = server.password_token(owner.email, owner.password)
     products = server.get("/v1/user/products", owner_token)
     assert products.status_code == 200, products.text
     (product,) = [p for p in products.json()["products"] if p["name"] == "Compat Widgets"]
+    server.admin("set-role", str(product["id"]), developer.email, "--role", "developer")
     server.admin("set-role", str(product["id"]), viewer.email, "--role", "view_only")
-    return Team(owner, viewer, int(product["id"]), owner_token)
+    return Team(owner, developer, viewer, int(product["id"]), owner_token)
 
 
 @pytest.fixture

@@ -324,6 +324,29 @@ def test_keys_send_with_product_id_provisions_into_the_product(
     assert current_key(server, team.owner_token, device_id)["fingerprint"] == sha256
 
 
+@pytest.mark.parametrize("claimed", [True, False], ids=["claimed-to-one-account", "unclaimed"])
+def test_the_seeds_product_device_repair_by_a_developer(
+    particle: ParticleCli, server: FermionServer, team: Team, claimed: bool
+) -> None:
+    """Seed, "Repair - product devices claimed to a single account" and "unclaimed devices"."""
+    device_id = provision(server, team.owner_token, product_id=team.product_id)
+    if claimed:
+        claim(server, team.owner_token, device_id)
+    login(particle, team.developer)
+    pem, sha256 = public_key_for("rsa")
+    (particle.home / "device.pub.pem").write_text(pem)  # as `particle keys save device.der` left it
+
+    # the seed's line, with only the product and device ids changed
+    r = particle("keys", "send", "--product_id", str(team.product_id), device_id, "device.pub.pem")
+
+    assert r.returncode == 0, r.output
+    assert "submitting public key succeeded!" in r.stdout
+    assert current_key(server, team.owner_token, device_id)["fingerprint"] == sha256
+    device = product_device(server, team, device_id)
+    assert device is not None
+    assert device.get("owner") == (team.owner.email if claimed else None)
+
+
 def test_keys_send_as_a_view_only_member_is_refused_with_the_role_needed(
     particle: ParticleCli, server: FermionServer, team: Team
 ) -> None:
