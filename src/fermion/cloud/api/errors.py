@@ -1,8 +1,9 @@
 """Errors in Particle's shapes.
 
 ``/oauth/*`` answers ``{"error": code, "error_description": text}``; ``/v1/*`` answers
-``{"ok": false, "error": text, "error_description": text, ...}``. A 401 on ``/v1`` carries ``error: "invalid_token"``
-because that is what particle-cli and particle-api-js test for before clearing a stored token.
+``{"ok": false, "error": text, "error_description": text, ...}``. A 401 on ``/v1`` carries
+``error: "invalid_token"`` because that is what particle-cli and particle-api-js test for before
+clearing a stored token.
 """
 
 from __future__ import annotations
