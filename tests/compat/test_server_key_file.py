@@ -89,10 +89,14 @@ def test_server_key_export_is_what_particle_cli_writes(
     der = tmp_path / "server.pub.der"
     der.write_bytes(public_key_der(load_key(rsa["public_key"].encode()).public))
 
+    out = tmp_path / "fermion-server.der"
+    argv = [fermion_bin(), "server-key", "export", "--format", "particle", *PARTICLE_ADDRESS]
+
     exported = subprocess.run(
-        [fermion_bin(), "server-key", "export", "--format", "particle", *PARTICLE_ADDRESS],
+        [*argv, "--out", str(out)],
         env=server.env(),
         capture_output=True,
+        text=True,
         timeout=60,
     )
 
@@ -100,4 +104,4 @@ def test_server_key_export_is_what_particle_cli_writes(
     _, theirs = particle_cli_format(
         "photon", der, "192.168.1.10", 5683, tmp_path / "cli.der", net_log
     )
-    assert exported.stdout == theirs
+    assert out.read_bytes() == theirs
