@@ -272,7 +272,12 @@ class ApiJs:
 def node_env(home: Path, net_log: Path) -> dict[str, str]:
     """A clean environment for a Node client: its own HOME, no proxies, no update checks."""
     home.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if k not in _PROXY_VARS}
+    # particle-cli takes the first of $home, $HOME, $HOMEPATH, $USERPROFILE as the home folder.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in _PROXY_VARS and k not in ("home", "HOMEPATH", "USERPROFILE")
+    }
     env.update(
         HOME=str(home),
         PARTICLE_DISABLE_UPDATE="1",
