@@ -26,20 +26,13 @@ err_console = Console(stderr=True, highlight=False)
 def _mount() -> None:
     # Imported here so that `fermion --help` stays fast and one topic's import cost is not paid
     # by another.
-    from importlib import import_module
+    from fermion.cli import admin_cmd, db_cmd, keys_cmd, serve_cmd, sim_cmd
 
-    for topic in ("sim", "keys", "serve", "admin", "db"):
-        module_name = f"fermion.cli.{topic}_cmd"
-        try:
-            module = import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue  # a topic whose branch has not landed yet
-        if topic == "serve":
-            app.command("serve")(module.serve)
-        else:
-            app.add_typer(module.app, name=topic)
+    app.add_typer(sim_cmd.app, name="sim")
+    app.add_typer(keys_cmd.app, name="keys")
+    app.command("serve")(serve_cmd.serve)
+    app.add_typer(admin_cmd.app, name="admin")
+    app.add_typer(db_cmd.app, name="db")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except SystemExit:
         raise
-    except Exception as exc:
+    except Exception as exc:  # a click usage error and the like
         import click
 
         if isinstance(exc, click.ClickException):
