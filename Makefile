@@ -26,7 +26,8 @@ compat-clients:
 up: $(STAMP)
 	$(BIN)/fermion up --demo
 
-# Fast unit tests first, then integration tests (real processes and sockets on loopback).
+# Fast unit tests first, then integration tests (real processes and sockets on loopback), then
+# the real Particle clients (particle-cli, particle-api-js) against a real server (tests/compat).
 test: $(STAMP) compat-clients
 	$(BIN)/pytest tests/unit -q
 	$(BIN)/pytest tests/integration -q
