@@ -26,13 +26,23 @@ err_console = Console(stderr=True, highlight=False)
 def _mount() -> None:
     # Imported here so that `fermion --help` stays fast and one topic's import cost is not paid
     # by another.
-    from fermion.cli import admin_cmd, db_cmd, keys_cmd, serve_cmd, sim_cmd
+    from fermion.cli import (
+        admin_cmd,
+        db_cmd,
+        keys_cmd,
+        serve_cmd,
+        server_key_cmd,
+        sim_cmd,
+        sim_online_cmd,
+    )
 
     app.add_typer(sim_cmd.app, name="sim")
     app.add_typer(keys_cmd.app, name="keys")
     app.command("serve")(serve_cmd.serve)
     app.add_typer(admin_cmd.app, name="admin")
     app.add_typer(db_cmd.app, name="db")
+    sim_online_cmd.register(sim_cmd.app)
+    app.add_typer(server_key_cmd.app, name="server-key")
 
 
 def main(argv: list[str] | None = None) -> None:
