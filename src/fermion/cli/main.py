@@ -26,10 +26,28 @@ err_console = Console(stderr=True, highlight=False)
 def _mount() -> None:
     # Imported here so that `fermion --help` stays fast and one topic's import cost is not paid
     # by another.
-    from fermion.cli import keys_cmd, sim_cmd
+    from importlib import import_module
 
-    app.add_typer(sim_cmd.app, name="sim")
-    app.add_typer(keys_cmd.app, name="keys")
+    for topic in ("sim", "keys", "serve", "admin", "db"):
+        module_name = f"fermion.cli.{topic}_cmd"
+        try:
+            module = import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # a topic whose branch has not landed yet
+        if topic == "serve":
+            app.command("serve")(module.serve)
+        else:
+            app.add_typer(module.app, name=topic)
+    # The API-client topics register several top-level commands each (login, device, ...);
+    # repair_cmd adds send/doctor/repair/approve/reject to `keys`, so it comes after it.
+    from fermion.cli import account_cmd, fleet_cmd, repair_cmd, up_cmd
+
+    account_cmd.register(app)
+    fleet_cmd.register(app)
+    repair_cmd.register(app)
+    up_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -55,6 +55,9 @@ class Principal(StrEnum):
 
     PRODUCT_CLIENT = "product_client"
     CUSTOMER = "customer"  # only on devices it owns, see ``CUSTOMER_OWN_DEVICE_ONLY``
+    # A user who claimed a product device without being on the product's team. (On a device
+    # outside any product its owner is that device's OWNER: nobody else has a say.)
+    DEVICE_OWNER = "device_owner"
 
 
 Actor = Role | Principal
@@ -94,14 +97,14 @@ _ADMINS = frozenset({_R.ADMINISTRATOR, _R.OWNER})
 PERMISSIONS: dict[Action, frozenset[Actor]] = {
     Action.PRODUCT_VIEW: _ALL_ROLES | {_P.PRODUCT_CLIENT},
     Action.PRODUCT_EDIT: _ADMINS,
-    Action.DEVICE_VIEW: _ALL_ROLES | {_P.PRODUCT_CLIENT, _P.CUSTOMER},
-    Action.DEVICE_CALL: _CALLERS | {_P.PRODUCT_CLIENT, _P.CUSTOMER},
+    Action.DEVICE_VIEW: _ALL_ROLES | {_P.PRODUCT_CLIENT, _P.CUSTOMER, _P.DEVICE_OWNER},
+    Action.DEVICE_CALL: _CALLERS | {_P.PRODUCT_CLIENT, _P.CUSTOMER, _P.DEVICE_OWNER},
     Action.DEVICE_ADD: _BUILDERS,
-    Action.DEVICE_EDIT: _BUILDERS | {_P.CUSTOMER},
+    Action.DEVICE_EDIT: _BUILDERS | {_P.CUSTOMER, _P.DEVICE_OWNER},
     Action.DEVICE_REMOVE: _BUILDERS,
     Action.DEVICE_CLAIM: _BUILDERS | {_P.CUSTOMER},
-    Action.DEVICE_UNCLAIM: _BUILDERS | {_P.CUSTOMER},
-    Action.KEY_VIEW: _ALL_ROLES | {_P.PRODUCT_CLIENT},
+    Action.DEVICE_UNCLAIM: _BUILDERS | {_P.CUSTOMER, _P.DEVICE_OWNER},
+    Action.KEY_VIEW: _ALL_ROLES | {_P.PRODUCT_CLIENT, _P.DEVICE_OWNER},
     Action.KEY_UPLOAD: _BUILDERS,
     Action.KEY_APPROVE: _BUILDERS,
     Action.KEY_REPAIR: _BUILDERS,
@@ -161,18 +164,33 @@ def _who(actor: Actor | None) -> str:
         return "you are not on this product's team"
     if isinstance(actor, Role):
         return f"your role is {actor.label}"
-    kind = "a customer" if actor is Principal.CUSTOMER else "a product client"
-    return f"{kind} token may not"
+    kind = {
+        Principal.CUSTOMER: "a customer token",
+        Principal.PRODUCT_CLIENT: "a product client token",
+        Principal.DEVICE_OWNER: "owning the device without a team role",
+    }[actor]
+    return f"{kind} does not allow it"
 
 
-def check(actor: Actor | None, action: Action, product: str | int | None = None) -> None:
+def check(
+    actor: Actor | None,
+    action: Action,
+    product: str | int | None = None,
+    also: Actor | None = None,
+) -> None:
     """The one place a product permission is decided: returns, or raises ``PermissionDenied``.
 
     ``actor`` is the caller's role in the product, a non-team principal, or None for someone
-    with no standing in it.
+    with no standing in it; ``also`` is a second standing the caller holds (a team member who
+    also owns the device), which may allow what the role does not.
     """
-    if actor is not None and actor in PERMISSIONS[action]:
+    allowed_actors = PERMISSIONS[action]
+    if (actor is not None and actor in allowed_actors) or (
+        also is not None and also in allowed_actors
+    ):
         return
+    if actor is None:
+        actor = also
     needed = minimum_role(action)
     where = f" in product {product}" if product is not None else ""
     need = f"needs the {needed.label} role or above" if needed is not None else "is not allowed"

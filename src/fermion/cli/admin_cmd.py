@@ -1,0 +1,118 @@
+"""``fermion admin``: bootstrap accounts, products, team roles, OAuth clients, customers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from fermion.cloud.settings import Settings
+
+app = typer.Typer(help="Bootstrap the cloud: users, products, roles.", no_args_is_help=True)
+T = TypeVar("T")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data directory (default: FERMION_HOME or the user's)."),
+]
+
+
+def _run(data_dir: Path | None, op: Callable[..., Awaitable[T]], *args: object) -> T:
+    from fermion.cloud.store import Store, upgrade
+
+    settings = Settings.from_env(data_dir=data_dir)
+    settings.ensure_data_dir()
+    upgrade(settings.database_url)
+
+    async def go() -> T:
+        store = Store(settings.database_url)
+        try:
+            return await op(store, *args)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+@app.command("create-user")
+def create_user(
+    email: str,
+    password: Annotated[
+        str | None, typer.Option(help="Password (prompted for, hidden, when omitted).")
+    ] = None,
+    no_password: Annotated[
+        bool, typer.Option("--no-password", help="Create it without a password (no login).")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a user account."""
+    from fermion.cloud import admin
+
+    if password is None and not no_password:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    user = _run(data_dir, admin.create_user, email, password)
+    typer.echo(f"created user {user.email}")
+
+
+@app.command("create-product")
+def create_product(
+    name: str,
+    owner: Annotated[str, typer.Option("--owner", help="Email of the owning user.")],
+    platform: Annotated[str, typer.Option(help="photon, p1, electron, argon, boron.")] = "photon",
+    data_dir: DataDir = None,
+) -> None:
+    """Create a product owned by an existing user."""
+    from fermion.cloud import admin
+
+    product = _run(data_dir, admin.create_product, name, owner, platform)
+    typer.echo(f"created product {product.id} ({product.slug}), owner {owner.lower()}")
+
+
+@app.command("set-role")
+def set_role(
+    product: str,
+    email: str,
+    role: Annotated[
+        str, typer.Option(help="administrator, developer, support or view_only.")
+    ] = "developer",
+    data_dir: DataDir = None,
+) -> None:
+    """Add a user to a product's team, or change their role."""
+    from fermion.cloud import admin
+
+    _run(data_dir, admin.set_member_role, product, email, role)
+    typer.echo(f"{email.lower()} is now {role} in product {product}")
+
+
+@app.command("create-client")
+def create_client(
+    product: str,
+    name: str,
+    client_type: Annotated[
+        str, typer.Option("--type", help="server (two-legged), installed or web.")
+    ] = "server",
+    data_dir: DataDir = None,
+) -> None:
+    """Create a product OAuth client and print its secret (shown this once only)."""
+    from fermion.cloud import admin
+
+    client_id, secret = _run(data_dir, admin.create_client, product, name, client_type)
+    typer.echo(f"client_id: {client_id}\nclient_secret: {secret}")
+    typer.echo("(the secret is not stored; keep it now)", err=True)
+
+
+@app.command("create-customer")
+def create_customer(
+    product: str,
+    email: str,
+    password: Annotated[str | None, typer.Option(help="Omit for a two-legged customer.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a customer of a product."""
+    from fermion.cloud import admin
+
+    customer = _run(data_dir, admin.create_customer, product, email, password)
+    typer.echo(f"created customer {customer.email} in product {product}")

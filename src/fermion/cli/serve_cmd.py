@@ -1,0 +1,68 @@
+"""``fermion serve``: migrate the database, then run the cloud's HTTP API."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from fermion.cloud.settings import DEFAULT_HOST, DEFAULT_PORT, Settings
+
+console = Console(stderr=True, highlight=False)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def safe_url(url: str) -> str:
+    """The database URL with any password hidden, for printing."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = (
+        DEFAULT_HOST
+    ),
+    port: Annotated[int, typer.Option(help="TCP port of the HTTP API.", min=1, max=65535)] = (
+        DEFAULT_PORT
+    ),
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Data directory (default: FERMION_HOME or the user's)."),
+    ] = None,
+) -> None:
+    """Run the cloud: REST API on HOST:PORT over the store in the data directory."""
+    import uvicorn
+
+    from fermion.cloud.app import create_app
+    from fermion.cloud.logconfig import log_config
+    from fermion.cloud.store import upgrade
+
+    settings = Settings.from_env(data_dir=data_dir, host=host, port=port)
+    settings.ensure_data_dir()
+    upgrade(settings.database_url)
+    if not _is_loopback(host):
+        console.print(f"[yellow]warning:[/] listening on {host}, reachable from other machines")
+    console.print(
+        f"Fermion cloud on http://{host}:{port}  (data: {settings.data_dir}; "
+        f"database: {safe_url(settings.database_url)})"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=log_config(),
+        server_header=False,
+        proxy_headers=False,
+    )

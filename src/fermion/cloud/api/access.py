@@ -1,0 +1,61 @@
+"""The caller's standing toward a device, and the one check every device route goes through."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fermion.cloud.api.auth import Caller, actor_in_product
+from fermion.cloud.api.errors import bad_request, not_found
+from fermion.cloud.domain.permissions import Action, Actor, Principal, Role, check
+from fermion.cloud.store.models import Device
+from fermion.cloud.store.queries import DeviceRow, device_row
+
+_DEVICE_ID = re.compile(r"^[0-9a-f]{24}$")
+
+
+def device_id_param(value: str, field: str = "id") -> str:
+    """A device id as Particle writes them: 24 hex digits (any case in, lower case out)."""
+    lowered = value.strip().lower()
+    if not _DEVICE_ID.match(lowered):
+        raise bad_request(f"{field}: {value[:40]!r} is not a device id (24 hex digits)")
+    return lowered
+
+
+async def standing(
+    session: AsyncSession, caller: Caller, device: Device
+) -> tuple[Actor | None, Actor | None]:
+    """(role or principal in the device's product, ownership standing) for ``check``."""
+    owns = caller.is_user and device.owner_user_id == caller.user_id
+    if device.product_id is None:
+        # Outside any product the owner is the only one with a say.
+        return (Role.OWNER if owns else None), None
+    actor = await actor_in_product(session, caller, device.product_id)
+    if actor is Principal.CUSTOMER and device.owner_customer_id != caller.customer_id:
+        actor = None  # customers see only their own devices
+    return actor, (Principal.DEVICE_OWNER if owns else None)
+
+
+async def authorize(session: AsyncSession, caller: Caller, device: Device, action: Action) -> None:
+    """Raise 404 when the caller has no standing at all (hides the device), 403 when the
+    standing does not allow ``action`` (the message names the role needed)."""
+    actor, also = await standing(session, caller, device)
+    if actor is None and also is None:
+        raise not_found(f"device {device.id} not found")
+    check(actor, action, device.product_id, also=also)
+
+
+async def load_authorized(
+    session: AsyncSession,
+    caller: Caller,
+    device_id: str,
+    action: Action,
+    *,
+    for_update: bool = False,
+) -> DeviceRow:
+    row = await device_row(session, device_id_param(device_id), for_update=for_update)
+    if row is None:
+        raise not_found(f"device {device_id} not found")
+    await authorize(session, caller, row.device, action)
+    return row

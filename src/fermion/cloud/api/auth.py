@@ -1,0 +1,153 @@
+"""Who is calling: the token from the request, looked up by its SHA-256, as a ``Caller``.
+
+The token may come as ``Authorization: Bearer``, or (deprecated by Particle, used by the seed's
+curl lines) as ``access_token`` in the query string or the body.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fermion.cloud.api.errors import unauthorized
+from fermion.cloud.api.fields import body_fields
+from fermion.cloud.credentials import hash_token, same_hash
+from fermion.cloud.domain.permissions import Actor, Principal, Role
+from fermion.cloud.store import Store
+from fermion.cloud.store.models import (
+    AccessToken,
+    Customer,
+    OAuthClient,
+    OwnerKind,
+    TeamMembership,
+    User,
+    utcnow,
+)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The owner of the token a request carried."""
+
+    kind: OwnerKind
+    token_id: int
+    client_name: str
+    scopes: tuple[str, ...]
+    expires_at: datetime | None
+    user_id: int | None = None
+    customer_id: int | None = None
+    oauth_client_id: int | None = None
+    product_id: int | None = None  # the product of a customer or product-client token
+    email: str | None = None  # user or customer email
+
+    @property
+    def label(self) -> str:
+        """How the audit trail names this caller."""
+        if self.kind is OwnerKind.USER:
+            return f"user:{self.email}"
+        if self.kind is OwnerKind.CUSTOMER:
+            return f"customer:{self.email}@product:{self.product_id}"
+        return f"client:{self.client_name}@product:{self.product_id}"
+
+    @property
+    def is_user(self) -> bool:
+        return self.kind is OwnerKind.USER
+
+
+def get_store(request: Request) -> Store:
+    return request.app.state.store
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+
+
+def request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+async def token_from_request(request: Request) -> str | None:
+    token = _bearer(request) or request.query_params.get("access_token")
+    if token:
+        return token
+    if request.method in ("POST", "PUT", "DELETE", "PATCH"):
+        value = (await body_fields(request)).get("access_token")
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+async def lookup_token(session: AsyncSession, token: str) -> Caller | None:
+    """The live token's owner, or None when the token is unknown, expired or revoked."""
+    digest = hash_token(token)
+    row = (
+        await session.execute(
+            select(AccessToken, User.email, Customer.email, OAuthClient.client_id)
+            .outerjoin(User, User.id == AccessToken.user_id)
+            .outerjoin(Customer, Customer.id == AccessToken.customer_id)
+            .outerjoin(OAuthClient, OAuthClient.id == AccessToken.oauth_client_id)
+            .where(AccessToken.token_hash == digest)
+        )
+    ).first()
+    if row is None:
+        return None
+    tok, user_email, customer_email, client_public_id = row
+    if not same_hash(tok.token_hash, digest) or tok.revoked_at is not None:
+        return None
+    if tok.expires_at is not None and tok.expires_at <= utcnow():
+        return None
+    kind = OwnerKind(tok.owner_kind)
+    return Caller(
+        kind=kind,
+        token_id=tok.id,
+        client_name=client_public_id or tok.client_name,
+        scopes=tuple(tok.scopes or ()),
+        expires_at=tok.expires_at,
+        user_id=tok.user_id,
+        customer_id=tok.customer_id,
+        oauth_client_id=tok.oauth_client_id,
+        product_id=tok.product_id,
+        email=user_email if kind is OwnerKind.USER else customer_email,
+    )
+
+
+async def current_caller(request: Request, store: StoreDep) -> Caller:
+    token = await token_from_request(request)
+    if not token:
+        raise unauthorized("The access token was not found.")
+    async with store.read() as session:
+        caller = await lookup_token(session, token)
+    if caller is None:
+        raise unauthorized()
+    request.state.caller = caller
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(current_caller)]
+
+
+async def actor_in_product(session: AsyncSession, caller: Caller, product_id: int) -> Actor | None:
+    """The caller's standing in a product, for ``permissions.check``."""
+    if caller.kind is OwnerKind.USER:
+        role = await session.scalar(
+            select(TeamMembership.role).where(
+                TeamMembership.product_id == product_id,
+                TeamMembership.user_id == caller.user_id,
+            )
+        )
+        return Role(role) if role else None
+    if caller.product_id != product_id:
+        return None
+    return Principal.CUSTOMER if caller.kind is OwnerKind.CUSTOMER else Principal.PRODUCT_CLIENT

@@ -1,0 +1,7 @@
+"""Product-side routes: clients (placeholder until the cloud-products work lands)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

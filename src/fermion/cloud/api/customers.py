@@ -1,0 +1,292 @@
+"""A product's customers: list, create (by a team token or the product client's credentials),
+change password, delete (revoking the customer's tokens and releasing its devices).
+
+A two-legged ("shadow") customer is created with ``no_password=true`` and only ever gets tokens
+through ``POST /oauth/token`` with ``grant_type=client_credentials`` and
+``scope=customer=<email>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fermion.cloud.api.auth import CallerDep, StoreDep, request_id
+from fermion.cloud.api.errors import bad_request, not_found
+from fermion.cloud.api.fields import body_fields, bool_field, text_field
+from fermion.cloud.api.product_access import (
+    Standing,
+    paging,
+    standing,
+    token_or_client,
+    total_pages,
+)
+from fermion.cloud.credentials import hash_password
+from fermion.cloud.domain.permissions import Action, check
+from fermion.cloud.store.audit import record
+from fermion.cloud.store.models import AccessToken, Customer, Device, OwnerKind, utcnow
+from fermion.cloud.tokens import TokenOwner, mint, revoke
+
+router = APIRouter(tags=["customers"])
+
+_CUSTOMER_BODY = {
+    "type": "object",
+    "properties": {
+        "email": {"type": "string", "maxLength": 254},
+        "password": {"type": "string", "maxLength": 1000},
+        "no_password": {"type": "boolean"},
+        "client_id": {"type": "string"},
+        "client_secret": {"type": "string"},
+    },
+}
+_PASSWORD_BODY = {"type": "object", "properties": {"password": {"type": "string"}}}
+
+
+def _doc(schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/x-www-form-urlencoded": {"schema": schema},
+                "application/json": {"schema": schema},
+            },
+        }
+    }
+
+
+def _email(raw: str) -> str:
+    email = raw.strip().lower()
+    if not email or any(c.isspace() or not c.isprintable() for c in email):
+        raise bad_request("email: must be a non-empty identifier without spaces")
+    return email
+
+
+async def _customer(session: AsyncSession, st: Standing, raw_email: str) -> Customer:
+    customer = await session.scalar(
+        select(Customer).where(
+            Customer.product_id == st.product.id,
+            func.lower(Customer.email) == raw_email.strip().lower(),
+        )
+    )
+    if customer is None:
+        raise not_found(f"customer {raw_email!r} not found in product {st.product.slug}")
+    return customer
+
+
+@router.get("/v1/products/{product}/customers", summary="The product's customers, paged")
+async def list_customers(
+    product: str,
+    caller: CallerDep,
+    store: StoreDep,
+    page: int | None = Query(None, ge=1, le=1_000_000),
+    per_page_camel: int | None = Query(None, alias="perPage", ge=1, le=1000),
+    per_page_snake: int | None = Query(None, alias="per_page", ge=1, le=1000),
+) -> dict[str, Any]:
+    page, per_page = paging(page, per_page_camel or per_page_snake)
+    async with store.read() as session:
+        st = await standing(session, caller, product, Action.CUSTOMER_VIEW)
+        total = await session.scalar(
+            select(func.count()).select_from(Customer).where(Customer.product_id == st.product.id)
+        )
+        customers = (
+            await session.scalars(
+                select(Customer)
+                .where(Customer.product_id == st.product.id)
+                .order_by(Customer.id)
+                .limit(per_page)
+                .offset((page - 1) * per_page)
+            )
+        ).all()
+        ids = [c.id for c in customers]
+        devices = (
+            (
+                await session.execute(
+                    select(
+                        Device.id,
+                        Device.owner_customer_id,
+                        Device.last_ip_address,
+                        Device.online,
+                    )
+                    .where(Device.owner_customer_id.in_(ids), Device.product_id == st.product.id)
+                    .order_by(Device.id)
+                )
+            ).all()
+            if ids
+            else []
+        )
+    owned: dict[int, list[str]] = {}
+    for device_id, owner, _ip, _online in devices:
+        owned.setdefault(owner, []).append(device_id)
+    return {
+        "customers": [
+            {
+                "id": str(c.id),
+                "username": c.email,
+                "devices": owned.get(c.id, []),
+                "no_password": c.password_hash is None,
+            }
+            for c in customers
+        ],
+        "devices": [
+            {
+                "id": device_id,
+                "product_id": st.product.id,
+                "last_ip_address": ip,
+                "firmware_version": None,
+                "online": online,
+            }
+            for device_id, _owner, ip, online in devices
+        ],
+        "meta": {"total_pages": total_pages(total or 0, per_page), "total": total or 0},
+    }
+
+
+@router.post(
+    "/v1/products/{product}/customers",
+    status_code=201,
+    summary="Create a customer and return a token for it",
+    description=(
+        "Authenticate with a team member's token (Developer or above), a product token, or the "
+        "product OAuth client's own credentials (HTTP Basic, or `client_id` and `client_secret` "
+        "in the body). `no_password=true` makes a two-legged (shadow) customer."
+    ),
+    openapi_extra=_doc(_CUSTOMER_BODY),
+)
+async def create_customer(product: str, request: Request, store: StoreDep) -> JSONResponse:
+    fields = await body_fields(request)
+    raw_email = text_field(fields, "email", required=True, max_len=254)
+    assert raw_email is not None
+    email = _email(raw_email)
+    password = text_field(fields, "password", max_len=1000)
+    no_password = bool_field(fields, "no_password")
+    if password is None and not no_password:
+        raise bad_request("password: is required (or no_password=true for a two-legged customer)")
+    async with store.read() as session:
+        st = await token_or_client(request, session, product)
+        check(st.actor, Action.CUSTOMER_MANAGE, st.product.slug)
+    # argon2 is slow on purpose: hash before taking the write lock.
+    password_hash = hash_password(password) if password is not None and not no_password else None
+    rid = request_id(request)
+    async with store.write() as session:
+        exists = await session.scalar(
+            select(Customer.id).where(
+                Customer.product_id == st.product.id, func.lower(Customer.email) == email
+            )
+        )
+        if exists is not None:
+            raise bad_request(
+                f"email: customer {email!r} already exists in product {st.product.slug}"
+            )
+        customer = Customer(product_id=st.product.id, email=email, password_hash=password_hash)
+        session.add(customer)
+        await session.flush()
+        record(
+            session,
+            st.label,
+            "customer.create",
+            product_id=st.product.id,
+            request_id=rid,
+            detail={"customer": email, "no_password": password_hash is None},
+        )
+        client = st.client
+        if client is None and st.caller is not None and st.caller.kind is OwnerKind.CLIENT:
+            client_pk, client_name = st.caller.oauth_client_id, st.caller.client_name
+        elif client is not None:
+            client_pk, client_name = client.id, client.client_id
+        else:
+            client_pk, client_name = None, "fermion-team"
+        minted = await mint(
+            session,
+            TokenOwner(
+                OwnerKind.CUSTOMER,
+                customer_id=customer.id,
+                oauth_client_id=client_pk,
+                product_id=st.product.id,
+            ),
+            client_name=client_name,
+            expires_in=None,
+            actor=st.label,
+            request_id=rid,
+        )
+    return JSONResponse(minted.response(), status_code=201, headers={"Cache-Control": "no-store"})
+
+
+@router.put(
+    "/v1/products/{product}/customers/{email}",
+    summary="Set a customer's password",
+    openapi_extra=_doc(_PASSWORD_BODY),
+)
+async def update_customer(
+    product: str, email: str, request: Request, caller: CallerDep, store: StoreDep
+) -> dict[str, Any]:
+    fields = await body_fields(request)
+    password = text_field(fields, "password", required=True, max_len=1000)
+    assert password is not None
+    async with store.read() as session:
+        st = await standing(session, caller, product, Action.CUSTOMER_MANAGE)
+        await _customer(session, st, email)
+    password_hash = hash_password(password)
+    async with store.write() as session:
+        customer = await _customer(session, st, email)
+        customer.password_hash = password_hash
+        record(
+            session,
+            st.label,
+            "customer.update",
+            product_id=st.product.id,
+            request_id=request_id(request),
+            detail={"customer": customer.email, "changed": ["password"]},
+        )
+    return {"ok": True}
+
+
+@router.delete(
+    "/v1/products/{product}/customers/{email}",
+    summary="Delete a customer: revokes its tokens and unclaims its devices",
+)
+async def delete_customer(
+    product: str, email: str, request: Request, caller: CallerDep, store: StoreDep
+) -> dict[str, Any]:
+    rid = request_id(request)
+    async with store.write() as session:
+        st = await standing(session, caller, product, Action.CUSTOMER_MANAGE)
+        customer = await _customer(session, st, email)
+        await revoke(
+            session,
+            AccessToken.customer_id == customer.id,
+            actor=st.label,
+            request_id=rid,
+            product_id=st.product.id,
+        )
+        released = (
+            await session.scalars(
+                update(Device)
+                .where(Device.owner_customer_id == customer.id)
+                .values(owner_customer_id=None, updated_at=utcnow())
+                .returning(Device.id)
+            )
+        ).all()
+        for device_id in released:
+            record(
+                session,
+                st.label,
+                "device.unclaim",
+                device_id=device_id,
+                product_id=st.product.id,
+                request_id=rid,
+                detail={"owner": f"customer:{customer.email}", "reason": "customer deleted"},
+            )
+        record(
+            session,
+            st.label,
+            "customer.delete",
+            product_id=st.product.id,
+            request_id=rid,
+            detail={"customer": customer.email, "released_devices": list(released)},
+        )
+        await session.delete(customer)
+    return {"ok": True}

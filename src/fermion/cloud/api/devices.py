@@ -1,0 +1,191 @@
+"""``/v1/devices``: list, read, claim, unclaim, rename."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from fermion.cloud.api.access import device_id_param, load_authorized
+from fermion.cloud.api.auth import CallerDep, StoreDep, actor_in_product, request_id
+from fermion.cloud.api.errors import ApiError, bad_request, not_found
+from fermion.cloud.api.fields import body_fields, text_field
+from fermion.cloud.api.views import device_json, iso
+from fermion.cloud.domain.permissions import Action, check
+from fermion.cloud.store.audit import record
+from fermion.cloud.store.models import Device, OwnerKind, utcnow
+from fermion.cloud.store.queries import device_list, device_row
+
+router = APIRouter(tags=["devices"])
+
+BELONGS_TO_SOMEONE_ELSE = "That belongs to someone else."
+_ID_FORM = {
+    "requestBody": {
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "request_transfer": {"type": "string"},
+                    },
+                }
+            },
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "request_transfer": {"type": "boolean"},
+                    },
+                }
+            },
+        }
+    }
+}
+_PUT_FORM = {
+    "requestBody": {
+        "content": {
+            ctype: {
+                "schema": {
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}, "notes": {"type": "string"}},
+                }
+            }
+            for ctype in ("application/json", "application/x-www-form-urlencoded")
+        }
+    }
+}
+
+
+@router.get("/v1/devices", summary="Devices claimed by the caller (a product token: the product's)")
+async def list_devices(caller: CallerDep, store: StoreDep) -> list[dict[str, Any]]:
+    if caller.kind is OwnerKind.USER:
+        condition = Device.owner_user_id == caller.user_id
+    elif caller.kind is OwnerKind.CUSTOMER:
+        condition = Device.owner_customer_id == caller.customer_id
+    else:
+        condition = Device.product_id == caller.product_id
+    async with store.read() as session:
+        rows = await device_list(session, condition)
+    return [device_json(r) for r in rows]
+
+
+@router.get("/v1/devices/{device_id}", summary="One device")
+async def get_device(device_id: str, caller: CallerDep, store: StoreDep) -> dict[str, Any]:
+    async with store.read() as session:
+        row = await load_authorized(session, caller, device_id, Action.DEVICE_VIEW)
+    return device_json(row)
+
+
+def _someone_else() -> ApiError:
+    return ApiError(403, BELONGS_TO_SOMEONE_ELSE, errors=[BELONGS_TO_SOMEONE_ELSE])
+
+
+@router.post("/v1/devices", summary="Claim a device", openapi_extra=_ID_FORM)
+async def claim_device(request: Request, caller: CallerDep, store: StoreDep) -> dict[str, Any]:
+    fields = await body_fields(request)
+    raw = text_field(fields, "id", required=True, max_len=100)
+    assert raw is not None
+    device_id = device_id_param(raw)
+    async with store.write() as session:
+        row = await device_row(session, device_id, for_update=True)
+        if row is None:
+            raise not_found("device not found")
+        device = row.device
+        if caller.kind is OwnerKind.CLIENT:
+            raise ApiError(
+                403,
+                "a product token cannot claim a device; claim it with a customer token "
+                "(POST /oauth/token grant_type=client_credentials scope=customer=<email>)",
+            )
+        if caller.kind is OwnerKind.CUSTOMER:
+            if device.product_id != caller.product_id:
+                raise not_found("device not found")
+            if device.owner_customer_id == caller.customer_id:
+                return _claimed(device_id)
+            if device.owner_customer_id is not None or device.owner_user_id is not None:
+                raise _someone_else()
+            device.owner_customer_id = caller.customer_id
+        else:
+            if device.owner_user_id == caller.user_id:
+                return _claimed(device_id)
+            if device.owner_customer_id is not None or device.owner_user_id is not None:
+                raise _someone_else()
+            if device.product_id is not None:
+                actor = await actor_in_product(session, caller, device.product_id)
+                if actor is None:
+                    raise not_found("device not found")
+                check(actor, Action.DEVICE_CLAIM, device.product_id)
+            device.owner_user_id = caller.user_id
+        device.updated_at = utcnow()
+        record(
+            session,
+            caller.label,
+            "device.claim",
+            device_id=device_id,
+            product_id=device.product_id,
+            request_id=request_id(request),
+            detail={"owner": caller.email, "owner_kind": caller.kind.value},
+        )
+    return _claimed(device_id)
+
+
+def _claimed(device_id: str) -> dict[str, Any]:
+    return {"ok": True, "deviceID": device_id, "claimed": True}
+
+
+@router.delete("/v1/devices/{device_id}", summary="Unclaim a device (user or customer owner)")
+async def unclaim_device(
+    device_id: str, request: Request, caller: CallerDep, store: StoreDep
+) -> dict[str, Any]:
+    async with store.write() as session:
+        row = await load_authorized(
+            session, caller, device_id, Action.DEVICE_UNCLAIM, for_update=True
+        )
+        device = row.device
+        if device.owner_user_id is None and device.owner_customer_id is None:
+            return {"ok": True}
+        previous = row.owner_email
+        device.owner_user_id = None
+        device.owner_customer_id = None
+        device.updated_at = utcnow()
+        record(
+            session,
+            caller.label,
+            "device.unclaim",
+            device_id=device.id,
+            product_id=device.product_id,
+            request_id=request_id(request),
+            detail={"previous_owner": previous},
+        )
+    return {"ok": True}
+
+
+@router.put(
+    "/v1/devices/{device_id}", summary="Rename a device or set its notes", openapi_extra=_PUT_FORM
+)
+async def update_device(
+    device_id: str, request: Request, caller: CallerDep, store: StoreDep
+) -> dict[str, Any]:
+    fields = await body_fields(request)
+    name = fields.get("name")
+    notes = fields.get("notes")
+    if name is None and notes is None:
+        raise bad_request("name: one of name or notes is required")
+    async with store.write() as session:
+        row = await load_authorized(session, caller, device_id, Action.DEVICE_EDIT)
+        device = row.device
+        reply: dict[str, Any] = {"id": device.id}
+        if name is not None:
+            text = text_field(fields, "name", max_len=200)
+            if text is None or not text.strip():
+                raise bad_request("name: must not be empty")
+            device.name = text.strip()
+            reply["name"] = device.name
+        if notes is not None:
+            device.notes = text_field(fields, "notes", max_len=10_000) or ""
+            reply["notes"] = device.notes
+        device.updated_at = utcnow()
+        reply["updated_at"] = iso(device.updated_at)
+    return reply

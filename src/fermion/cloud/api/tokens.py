@@ -1,0 +1,87 @@
+"""``/v1/access_tokens``: inspect and revoke tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from fermion.cloud.api.auth import CallerDep, StoreDep, lookup_token, request_id
+from fermion.cloud.api.errors import not_found
+from fermion.cloud.store.models import AccessToken, OwnerKind
+from fermion.cloud.tokens import revoke
+
+router = APIRouter(tags=["tokens"])
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+@router.get("/v1/access_tokens/current", summary="The token used for this request")
+async def current_token(caller: CallerDep) -> dict[str, Any]:
+    return {
+        "expires_at": _iso(caller.expires_at),
+        "client": caller.client_name,
+        "client_id": caller.client_name,
+        "scopes": list(caller.scopes),
+        "orgs": [],
+    }
+
+
+@router.delete("/v1/access_tokens/current", summary="Revoke the token used for this request")
+async def delete_current(request: Request, caller: CallerDep, store: StoreDep) -> dict[str, Any]:
+    async with store.write() as session:
+        await revoke(
+            session,
+            AccessToken.id == caller.token_id,
+            actor=caller.label,
+            request_id=request_id(request),
+            product_id=caller.product_id,
+        )
+    return {"ok": True}
+
+
+@router.delete("/v1/access_tokens", summary="Revoke every live token of the caller's account")
+async def delete_all(request: Request, caller: CallerDep, store: StoreDep) -> dict[str, Any]:
+    if caller.kind is OwnerKind.USER:
+        condition = AccessToken.user_id == caller.user_id
+    elif caller.kind is OwnerKind.CUSTOMER:
+        condition = AccessToken.customer_id == caller.customer_id
+    else:
+        condition = (AccessToken.oauth_client_id == caller.oauth_client_id) & (
+            AccessToken.owner_kind == OwnerKind.CLIENT.value
+        )
+    async with store.write() as session:
+        await revoke(
+            session,
+            condition,
+            actor=caller.label,
+            request_id=request_id(request),
+            product_id=caller.product_id,
+        )
+    return {"ok": True}
+
+
+@router.delete(
+    "/v1/access_tokens/{token}",
+    summary="Revoke one token",
+    description=(
+        "Needs no other credentials: knowing a token is enough to revoke it (particle-cli's "
+        "`token revoke` sends none)."
+    ),
+)
+async def delete_one(token: str, request: Request, store: StoreDep) -> dict[str, Any]:
+    async with store.read() as session:
+        target = await lookup_token(session, token)
+    if target is None:
+        raise not_found("access token not found, expired or already revoked")
+    async with store.write() as session:
+        await revoke(
+            session,
+            AccessToken.id == target.token_id,
+            actor=target.label,
+            request_id=request_id(request),
+            product_id=target.product_id,
+        )
+    return {"ok": True}

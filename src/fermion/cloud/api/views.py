@@ -1,0 +1,102 @@
+"""How rows look on the wire (Particle's field names, plus Fermion's key fields)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fermion.cloud.store.models import AuditEvent, DeviceKey, KeyCandidate
+from fermion.cloud.store.queries import DeviceRow
+from fermion.keys import Algorithm, Fingerprint
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z") if value else None
+
+
+def fp(hex_digest: str | None) -> str | None:
+    """A stored SHA-256 hex digest as people read fingerprints: ``SHA256:<base64>``."""
+    if not hex_digest:
+        return None
+    try:
+        return Fingerprint(bytes.fromhex(hex_digest)).sha256
+    except ValueError:
+        return hex_digest
+
+
+def device_json(row: DeviceRow) -> dict[str, Any]:
+    d = row.device
+    return {
+        "id": d.id,
+        "name": d.name,
+        "owner": row.owner_email,
+        "last_ip_address": d.last_ip_address,
+        "last_heard": iso(d.last_heard),
+        "last_handshake_at": iso(d.last_handshake_at),
+        "product_id": d.product_id if d.product_id is not None else d.platform_id,
+        "online": d.online,
+        "connected": d.online,
+        "platform_id": d.platform_id,
+        "cellular": False,
+        "notes": d.notes,
+        "functions": [],
+        "variables": {},
+        "status": "normal",
+        "serial_number": None,
+        "firmware_updates_enabled": True,
+        "firmware_updates_forced": False,
+        # Fermion's own
+        "transport": d.transport,
+        "customer": row.customer_email,
+        "key_health": d.key_health,
+        "key_fingerprint": fp(row.key_fingerprint),
+        "key_algorithm": Algorithm(row.key_algorithm).api_name if row.key_algorithm else None,
+        "last_outcome": d.last_outcome,
+    }
+
+
+def key_json(key: DeviceKey, current_id: int | None) -> dict[str, Any]:
+    from fermion.keys import load_key, public_key_pem
+
+    return {
+        "version": key.version,
+        "algorithm": Algorithm(key.algorithm).api_name,
+        "fingerprint": fp(key.fingerprint),
+        "source": key.source,
+        "created_by": key.created_by,
+        "created_at": iso(key.created_at),
+        "current": key.id == current_id,
+        "public_key": public_key_pem(load_key(key.der, "stored key").public).decode(),
+    }
+
+
+def candidate_json(c: KeyCandidate) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "device_id": c.device_id,
+        "fingerprint": fp(c.fingerprint),
+        "algorithm": Algorithm(c.algorithm).api_name,
+        "first_seen": iso(c.first_seen),
+        "last_seen": iso(c.last_seen),
+        "count": c.count,
+        "remote_address": c.remote_address,
+        "possession_proven": c.possession_proven,
+        "status": c.status,
+        "decided_by": c.decided_by,
+        "decided_at": iso(c.decided_at),
+    }
+
+
+def audit_json(e: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "at": iso(e.at),
+        "actor": e.actor,
+        "action": e.action,
+        "device_id": e.device_id,
+        "product_id": e.product_id,
+        "before_fingerprint": fp(e.before_fingerprint),
+        "after_fingerprint": fp(e.after_fingerprint),
+        "request_id": e.request_id,
+        "detail": e.detail,
+    }

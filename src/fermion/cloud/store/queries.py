@@ -1,0 +1,62 @@
+"""Reads the API needs often, each one query (no N+1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fermion.cloud.store.models import Customer, Device, DeviceKey, Product, User
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    device: Device
+    owner_email: str | None  # the user or customer who claimed it
+    customer_email: str | None
+    key_fingerprint: str | None
+    key_algorithm: str | None
+
+
+def device_rows() -> Select[Any]:
+    return (
+        select(Device, User.email, Customer.email, DeviceKey.fingerprint, DeviceKey.algorithm)
+        .outerjoin(User, User.id == Device.owner_user_id)
+        .outerjoin(Customer, Customer.id == Device.owner_customer_id)
+        .outerjoin(DeviceKey, DeviceKey.id == Device.current_key_id)
+    )
+
+
+def _row(r: Any) -> DeviceRow:
+    device, user_email, customer_email, key_fp, key_alg = r
+    return DeviceRow(device, user_email or customer_email, customer_email, key_fp, key_alg)
+
+
+async def device_row(
+    session: AsyncSession, device_id: str, *, for_update: bool = False
+) -> DeviceRow | None:
+    stmt = device_rows().where(Device.id == device_id)
+    if for_update:
+        stmt = stmt.with_for_update(of=Device)
+    r = (await session.execute(stmt)).first()
+    return _row(r) if r is not None else None
+
+
+async def device_list(session: AsyncSession, *conditions: Any) -> list[DeviceRow]:
+    stmt = (
+        device_rows()
+        .where(*conditions)
+        .order_by(Device.last_handshake_at.desc().nulls_last(), Device.id)
+    )
+    return [_row(r) for r in (await session.execute(stmt)).all()]
+
+
+async def product_by_id_or_slug(session: AsyncSession, ref: str | int) -> Product | None:
+    text = str(ref).strip()
+    if text.isdigit() and len(text) <= 9:  # beyond int4, cannot be an id
+        found = await session.get(Product, int(text))
+        if found is not None:
+            return found
+    return await session.scalar(select(Product).where(Product.slug == text))

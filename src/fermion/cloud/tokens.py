@@ -1,0 +1,143 @@
+"""Minting access and refresh tokens, each with its audit event in the caller's transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fermion.cloud.credentials import hash_token, new_token
+from fermion.cloud.store.audit import record
+from fermion.cloud.store.models import AccessToken, OwnerKind, RefreshToken, utcnow
+
+DEFAULT_EXPIRES_IN = 7_776_000  # 90 days, Particle's default
+MAX_EXPIRES_IN = 10 * 365 * 24 * 3600
+REFRESH_LIFETIME = timedelta(days=14)  # Particle's
+
+
+@dataclass(frozen=True)
+class TokenOwner:
+    kind: OwnerKind
+    user_id: int | None = None
+    customer_id: int | None = None
+    oauth_client_id: int | None = None
+    product_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Minted:
+    access_token: str
+    refresh_token: str
+    expires_in: int  # 0 = never
+    expires_at: datetime | None
+    token_id: int
+
+    def response(self) -> dict[str, Any]:
+        """The body Particle's ``/oauth/token`` returns."""
+        return {
+            "access_token": self.access_token,
+            "token_type": "bearer",
+            "expires_in": self.expires_in,
+            "refresh_token": self.refresh_token,
+        }
+
+
+async def mint(
+    session: AsyncSession,
+    owner: TokenOwner,
+    *,
+    client_name: str,
+    expires_in: int | None,
+    expires_at: datetime | None = None,
+    actor: str,
+    request_id: str | None = None,
+    scopes: list[str] | None = None,
+    with_refresh: bool = True,
+) -> Minted:
+    """A new token for ``owner``; ``expires_in`` None means the default, 0 means never."""
+    now = utcnow()
+    if expires_at is None:
+        seconds = DEFAULT_EXPIRES_IN if expires_in is None else expires_in
+        expires_at = now + timedelta(seconds=seconds) if seconds else None
+    else:
+        seconds = max(0, int((expires_at - now).total_seconds()))
+    token = new_token()
+    row = AccessToken(
+        token_hash=hash_token(token),
+        owner_kind=owner.kind.value,
+        user_id=owner.user_id,
+        customer_id=owner.customer_id,
+        oauth_client_id=owner.oauth_client_id,
+        product_id=owner.product_id,
+        client_name=client_name[:100],
+        scopes=scopes or [],
+        created_at=now,
+        expires_at=expires_at,
+    )
+    session.add(row)
+    await session.flush()
+    refresh = new_token() if with_refresh else ""
+    if with_refresh:
+        session.add(
+            RefreshToken(
+                token_hash=hash_token(refresh),
+                access_token_id=row.id,
+                owner_kind=owner.kind.value,
+                user_id=owner.user_id,
+                customer_id=owner.customer_id,
+                oauth_client_id=owner.oauth_client_id,
+                product_id=owner.product_id,
+                client_name=client_name[:100],
+                created_at=now,
+                expires_at=now + REFRESH_LIFETIME,
+            )
+        )
+    record(
+        session,
+        actor,
+        "token.create",
+        product_id=owner.product_id,
+        request_id=request_id,
+        detail={
+            "token_id": row.id,
+            "owner_kind": owner.kind.value,
+            "client": client_name[:100],
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
+    )
+    return Minted(token, refresh, seconds, expires_at, row.id)
+
+
+async def revoke(
+    session: AsyncSession,
+    *conditions: Any,
+    actor: str,
+    request_id: str | None = None,
+    product_id: int | None = None,
+) -> int:
+    """Revoke the live access tokens matching ``conditions``; audited; returns how many."""
+    result = await session.execute(
+        update(AccessToken)
+        .where(AccessToken.revoked_at.is_(None), *conditions)
+        .values(revoked_at=utcnow())
+        .returning(AccessToken.id)
+    )
+    ids = [r[0] for r in result]
+    if ids:
+        await session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.access_token_id.in_(ids), RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        record(
+            session,
+            actor,
+            "token.revoke",
+            product_id=product_id,
+            request_id=request_id,
+            detail={"token_ids": ids[:100], "count": len(ids)},
+        )
+    return len(ids)
