@@ -40,7 +40,6 @@ from fermion.device.link import DeviceLink, open_link
 from fermion.errors import DeviceError, FermionError, KeyFormatError
 from fermion.fsutil import atomic_write
 from fermion.keys import (
-    Algorithm,
     LoadedKey,
     generate_device_key,
     load_key,
