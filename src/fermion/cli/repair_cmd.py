@@ -88,7 +88,9 @@ def resolve_link(
     if device_id:
         try:
             return open_link(device_id, None, platform)
-        except DeviceError:
+        except DeviceError as exc:
+            if "no such simulated device" not in str(exc):
+                raise  # e.g. a dead bootloader: a firmware fault, said as such
             if not required:
                 return None
             raise DeviceError(
@@ -236,12 +238,13 @@ def wrap_server(original: Callable[..., None]) -> Callable[..., None]:
     ) -> None:
         """Write a server key and address to the device. Without FILE: the key and address of
         the cloud you are logged in to (GET /v1/server-keys), so the device joins that cloud."""
-        if dfu:
-            raise FermionError("keys server --dfu: not supported yet; use keys server --out")
+        if dfu and (device or dct):
+            raise DeviceError("give one of --device, --dct or --dfu")
+        call = with_dfu(original)
         if file is not None or builtin:
-            original(file, host, port, out, device, dct, platform, as_json)
+            call(file, host, port, out, device, dct, platform, as_json, dfu=dfu)
             return
-        link = open_link(device, dct, platform)
+        link = resolve_link(None, device, dct, dfu, platform, required=False)
         if link is None:
             raise DeviceError("keys server: give --device ID or --dct FILE (or --out FILE)")
         transport = link.transport()
@@ -250,7 +253,7 @@ def wrap_server(original: Callable[..., None]) -> Callable[..., None]:
         with tempfile.TemporaryDirectory(prefix="fermion-server-key-") as tmp:
             key_path = Path(tmp) / f"{transport.algorithm.value}.pub.pem"
             key_path.write_text(pem)
-            original(
+            call(
                 key_path,
                 host or cloud_host,
                 port if port is not None else cloud_port,
@@ -259,6 +262,7 @@ def wrap_server(original: Callable[..., None]) -> Callable[..., None]:
                 dct,
                 platform,
                 as_json,
+                dfu=dfu,
             )
 
     server.__name__ = "server"
@@ -793,6 +797,45 @@ def _backup_slot(did: str, transport: Transport, slot: bytes) -> Path | None:
 
 # --- registration --------------------------------------------------------------------------
 
+_OFFLINE = ("new", "save", "load", "address", "protocol")
+
+
+def with_dfu(original: Callable[..., None]) -> Callable[..., None]:
+    """``original`` plus a ``--dfu`` option: its device link becomes the dfu-util one.
+
+    The offline commands open their link through ``keys_cmd.open_link``; with ``--dfu`` that
+    name answers with the DFU link for the duration of the call. (A stopgap until the offline
+    commands take ``--dfu`` themselves.)
+    """
+    import functools
+    import inspect
+
+    from fermion.cli import keys_cmd
+
+    sig = inspect.signature(original)
+    dfu_param = inspect.Parameter(
+        "dfu", inspect.Parameter.KEYWORD_ONLY, default=DFU_OPT, annotation=bool
+    )
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in sig.parameters.values()]
+
+    @functools.wraps(original)
+    def wrapper(*args: Any, dfu: bool = False, **kwargs: Any) -> None:
+        if not dfu:
+            return original(*args, **kwargs)
+        if kwargs.get("device") or kwargs.get("dct"):
+            raise DeviceError("give one of --device, --dct or --dfu")
+        from fermion.device.dfu import open_dfu_link
+
+        real = keys_cmd.open_link
+        keys_cmd.open_link = lambda _d, _f, platform=None: open_dfu_link(None, platform)
+        try:
+            return original(*args, **kwargs)
+        finally:
+            keys_cmd.open_link = real
+
+    wrapper.__signature__ = sig.replace(parameters=[*params, dfu_param])  # type: ignore[attr-defined]
+    return wrapper
+
 
 def register(app: typer.Typer) -> None:
     """Add the cloud-facing commands to the ``keys`` app already mounted on ``app``."""
@@ -805,9 +848,11 @@ def register(app: typer.Typer) -> None:
     original = None
     for info in list(keys_app.registered_commands):
         name = info.name or (info.callback.__name__ if info.callback else None)
-        if name == "server":
+        if name == "server" and info.callback is not None:
             original = info.callback
             keys_app.registered_commands.remove(info)
+        elif name in _OFFLINE and info.callback is not None:
+            info.callback = with_dfu(info.callback)
     if original is not None:
         keys_app.command("server")(wrap_server(original))
     keys_app.command("send")(send)
