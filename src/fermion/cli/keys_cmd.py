@@ -184,7 +184,8 @@ def load(
     link = _require_link(open_link(device, dct, platform), "load")
     transport = link.transport()
     paths = key_file_paths(name)
-    source = paths["der"] if paths["der"].exists() or not Path(name).is_file() else Path(name)
+    # A file named as given wins; otherwise NAME.der, as particle-cli reads it.
+    source = Path(name) if Path(name).is_file() else paths["der"]
     loaded = load_key_file(source)
     if loaded.private is None:
         raise KeyFormatError(f"{source}: holds a public key only; keys load needs the private key")

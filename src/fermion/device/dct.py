@@ -21,14 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from fermion.errors import DctError, FermionError, KeyFormatError
+from fermion.errors import DctError, KeyFormatError
 from fermion.fsutil import atomic_write
 from fermion.keys import (
     Algorithm,
     LoadedKey,
     PublicKey,
     load_key,
-    private_key_der,
     public_key_der,
 )
 from fermion.keys.serverfile import (
@@ -405,10 +404,3 @@ def write_device_id(flash: Flash, device_id: str) -> None:
     if len(raw) != DEVICE_ID.size:
         raise DctError(f"device id: {device_id!r} is not 24 hex digits")
     flash.write_region(DEVICE_ID.offset, raw)
-
-
-def reencode_private_key(loaded: LoadedKey) -> bytes:
-    """The private key DER a device slot should hold (PKCS#1 for RSA, SEC1 for EC)."""
-    if loaded.private is None:
-        raise FermionError("a public key cannot be written to a private key slot")
-    return private_key_der(loaded.private)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from fermion.device.dct import Flash, Region
+from fermion.device.store import SimDevice
 from fermion.errors import DeviceError
 from fermion.fsutil import atomic_write
 from fermion.keys.serverfile import Transport
@@ -118,6 +119,15 @@ class EepromStore:
         data = bytearray(self._read_all())
         data[self.offset : self.offset + len(record)] = record
         atomic_write(self.path, bytes(data), mode=0o600)
+
+
+def device_store(device: SimDevice, kind: str = "eeprom", offset: int = 0) -> Store:
+    """The store a simulated device's application uses: ``eeprom.bin`` or ``keyhelper.dat``."""
+    if kind == "eeprom":
+        return EepromStore(device.folder / "eeprom.bin", offset)
+    if kind == "file":
+        return FileStore(device.folder / "keyhelper.dat")
+    raise DeviceError(f"key helper store: {kind!r} is not eeprom or file")
 
 
 @dataclass(frozen=True)

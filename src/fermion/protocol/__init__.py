@@ -10,6 +10,8 @@
 Nothing here opens a socket, awaits, or touches the store. See docs/protocol.md.
 """
 
+from fermion.protocol.channel import Channel
+from fermion.protocol.connection import DeviceConnection, ServerConnection
 from fermion.protocol.errors import (
     NEED_DATA,
     Failure,
@@ -17,5 +19,18 @@ from fermion.protocol.errors import (
     ProtocolError,
     ProtocolViolation,
 )
+from fermion.protocol.handshake import DeviceHandshake, ServerHandshake, Session
 
-__all__ = ["NEED_DATA", "Failure", "Outcome", "ProtocolError", "ProtocolViolation"]
+__all__ = [
+    "NEED_DATA",
+    "Channel",
+    "DeviceConnection",
+    "DeviceHandshake",
+    "Failure",
+    "Outcome",
+    "ProtocolError",
+    "ProtocolViolation",
+    "ServerConnection",
+    "ServerHandshake",
+    "Session",
+]

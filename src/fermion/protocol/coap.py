@@ -282,8 +282,10 @@ class Hello:
         device_id_length(2)=0 on TCP  system_version(2) max_message_size(2)
         max_binary_size(4) ota_chunk_size(2)
 
-    Note the flags byte sits at offset 5 in the short form and 4 in the long form, as the
-    reference records them. Integers are big-endian.
+    The flags byte sits at offset 5 in the short form and 4 in the long form, as the reference
+    records them (the long form from a wire capture, not from source). ``encode`` follows that;
+    ``decode`` ORs bytes 4 and 5, since the other one is zero in both forms, so a capture that
+    mislabelled the two bytes would still parse right. Integers are big-endian.
     """
 
     product_id: int = 0
@@ -334,8 +336,9 @@ class Hello:
         product_id = int.from_bytes(payload[0:2], "big")
         product_version = int.from_bytes(payload[2:4], "big")
         platform_id = int.from_bytes(payload[6:8], "big")
+        flags = payload[4] | payload[5]
         if len(payload) == SHORT_HELLO_SIZE:
-            return cls(product_id, product_version, payload[5], platform_id)
+            return cls(product_id, product_version, flags, platform_id)
         if len(payload) < 10:
             raise ProtocolViolation(f"Hello payload of {len(payload)} bytes is cut short")
         id_length = int.from_bytes(payload[8:10], "big")
@@ -345,7 +348,7 @@ class Hello:
         device_id = bytes(payload[10:id_end])
         rest = payload[id_end:]
         if not rest:
-            return cls(product_id, product_version, payload[5], platform_id, device_id)
+            return cls(product_id, product_version, flags, platform_id, device_id)
         if len(rest) != 10:
             raise ProtocolViolation(
                 f"Hello payload has {len(rest)} bytes after the device id, expected 0 or 10"
@@ -353,7 +356,7 @@ class Hello:
         return cls(
             product_id,
             product_version,
-            payload[4],
+            flags,
             platform_id,
             device_id,
             system_version=int.from_bytes(rest[0:2], "big"),

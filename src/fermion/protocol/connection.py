@@ -21,8 +21,9 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum, auto
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -118,6 +119,22 @@ class AckReceived:
 
 
 @dataclass(frozen=True)
+class DescribeRequested:
+    """Device side: the server asked for a Describe; answer ``respond(message, CONTENT, json)``."""
+
+    flags: int
+    message: coap.Message
+
+
+@dataclass(frozen=True)
+class RequestReceived:
+    """Device side: any other server request (function, variable, key change...); answer it
+    with ``respond()``, whose piggy-backed ACK carries the result."""
+
+    message: coap.Message
+
+
+@dataclass(frozen=True)
 class MessageReceived:
     """Any other CoAP message (confirmable ones were ACKed already)."""
 
@@ -151,6 +168,8 @@ DeviceEvent = (
     | TimeReceived
     | PingReceived
     | AckReceived
+    | DescribeRequested
+    | RequestReceived
     | MessageReceived
     | Closed
     | Failure
@@ -191,6 +210,20 @@ class _Endpoint:
         """Stop: queue nothing more and ignore further input (the caller closes the socket)."""
         self.state = ConnectionState.CLOSED
 
+    def timed_out(self, waiting_for: str) -> Failure:
+        """The I/O layer's timer ran out; close and return the failure to record.
+
+        Timers live with the I/O (this package has no clock of its own); ``state`` tells the
+        caller which step it is waiting on, and so which timeout applies.
+        """
+        return self._fail(
+            Failure(
+                f"timed out waiting for {waiting_for}",
+                Outcome.TIMEOUT,
+                ProtocolError.MESSAGE_TIMEOUT,
+            )
+        )
+
     def _fail(self, failure: Failure) -> Failure:
         self.failure = failure
         self.state = ConnectionState.CLOSED
@@ -202,7 +235,11 @@ class _Endpoint:
         self._channel.receive_data(trailing)
 
     def _write(self, message: coap.Message) -> None:
-        if self._channel is None or self.closed:
+        # Sending on a connection that already failed is a no-op, not an error: the caller may
+        # still be reacting to an event that preceded the failure in the same read.
+        if self.closed:
+            return
+        if self._channel is None:
             raise HandshakeStateError("no open session to send on")
         self._outbox += self._channel.send(message.encode())
 
@@ -275,7 +312,9 @@ class ServerConnection(_Endpoint):
         max_frame: int = DEFAULT_MAX_FRAME,
     ) -> None:
         super().__init__(max_frame)
-        self._handshake = ServerHandshake(server_key, previous_server_key, random=random)
+        self._handshake = ServerHandshake(
+            server_key, previous_server_key, random=random, max_early_data=max_frame + 2
+        )
         self._random = random
         self._clock = clock
         self._receive_counter = 0
@@ -301,7 +340,12 @@ class ServerConnection(_Endpoint):
             self._channel.receive_data(data)
 
     def accept(self, device_public_key: rsa.RSAPublicKey) -> None:
-        """Answer the identified device with a session key encrypted to ``device_public_key``."""
+        """Answer the identified device with a session key encrypted to ``device_public_key``.
+
+        A no-op once the connection has failed or timed out while the caller was deciding.
+        """
+        if self.closed:
+            return
         self._outbox += self._handshake.accept(device_public_key)
         assert self._handshake.session is not None
         self._open_channel(self._handshake.session, self._handshake.trailing_data())
@@ -309,12 +353,16 @@ class ServerConnection(_Endpoint):
 
     def reject(self, outcome: Outcome, reason: str) -> Failure:
         """Refuse the identified device (unknown id, key refused); the caller hangs up."""
+        if self.failure is not None:
+            return self.failure  # it failed first (timeout, early data); keep that outcome
         failure = Failure(reason, outcome, ProtocolError.IO_ERROR_LIGHTSSL_HANDSHAKE_RECV_KEY)
         self._handshake.reject(failure)
         return self._fail(failure)
 
     def send_hello(self) -> None:
         """The server's Hello (NON POST /h, empty payload), id = random start + 1."""
+        if self.closed:
+            return
         if self.state is not ConnectionState.AWAIT_HELLO or self.hello is None:
             raise HandshakeStateError("send_hello() before the device's Hello")
         start = int.from_bytes(self._random(2), "big") % 0xFFFF + 1
@@ -331,31 +379,22 @@ class ServerConnection(_Endpoint):
         self, flags: int = coap.DescribeFlag.SYSTEM | coap.DescribeFlag.APPLICATION
     ) -> int:
         message_id = self._next_id()
-        self._describe_requests[message_id] = flags
+        _remember(self._describe_requests, message_id, flags)
         self._write(coap.describe_request(message_id, flags))
         return message_id
 
     def send_message(self, message: coap.Message) -> int:
         """Send any catalogue message; its id is replaced by the next server id."""
         message_id = self._next_id()
-        self._write(
-            coap.Message(
-                message.type,
-                message.code,
-                message_id,
-                message.token,
-                message.options,
-                message.payload,
-            )
-        )
+        self._write(replace(message, message_id=message_id))
         return message_id
 
     def next_event(self) -> ServerEvent:
         if self.closed:
             return NEED_DATA
         if self.state is ConnectionState.HANDSHAKE:
-            if self._handshake.identified is not None:
-                return NEED_DATA  # waiting for accept() or reject()
+            # While the caller decides on a DeviceIdentified, this only checks the early-data
+            # bound; it returns NEED_DATA until accept() or reject().
             event = self._handshake.next_event()
             if isinstance(event, Failure):
                 return self._fail(event)
@@ -439,7 +478,7 @@ class DeviceConnection(_Endpoint):
             send_public_key=send_public_key,
         )
         self._hello = hello
-        self._pending_time: set[int] = set()
+        self._pending_time: dict[int, None] = {}
 
     def receive_data(self, data: bytes) -> None:
         if self.closed:
@@ -482,14 +521,17 @@ class DeviceConnection(_Endpoint):
             self.state = ConnectionState.CONNECTED
             return Connected(message.payload)
         if message.type is coap.MessageType.ACK and message.message_id in self._pending_time:
-            self._pending_time.discard(message.message_id)
+            del self._pending_time[message.message_id]
             return TimeReceived(coap.parse_time_response(message))
         common = self._answer_common(message)
         if common is not None:
             return common
-        if message.code == coap.Code.GET and message.uri_path[:1] == ["d"]:
-            # The caller answers with respond(); a piggy-backed ACK carries the Describe.
-            return MessageReceived(message)
+        if message.is_request:
+            # Not ACKed here: the answer (a Describe, a function result, a variable) rides on
+            # the ACK, so the caller sends it with respond().
+            if message.code == coap.Code.GET and message.uri_path[:1] == ["d"]:
+                return DescribeRequested(_query_flags(message), message)
+            return RequestReceived(message)
         self._ack_if_confirmable(message)
         return MessageReceived(message)
 
@@ -514,7 +556,7 @@ class DeviceConnection(_Endpoint):
 
     def request_time(self) -> int:
         message_id = self._next_id()
-        self._pending_time.add(message_id)
+        _remember(self._pending_time, message_id, None)
         self._write(coap.time_request(message_id, token=bytes((message_id & 0xFF,))))
         return message_id
 
@@ -528,6 +570,12 @@ class DeviceConnection(_Endpoint):
         self._write(coap.subscribe(message_id, prefix, my_devices=my_devices))
         return message_id
 
+    def send_message(self, message: coap.Message) -> int:
+        """Send any catalogue message; its id is replaced by the device's next id."""
+        message_id = self._next_id()
+        self._write(replace(message, message_id=message_id))
+        return message_id
+
     def respond(self, request: coap.Message, code: int, payload: bytes = b"") -> None:
         """A piggy-backed ACK to a server request (e.g. 2.05 with the Describe JSON)."""
         self._write(
@@ -535,3 +583,21 @@ class DeviceConnection(_Endpoint):
                 coap.MessageType.ACK, code, request.message_id, request.token, payload=payload
             )
         )
+
+
+# A peer that never answers must not grow these maps: only the latest few requests are matched.
+MAX_PENDING_REQUESTS = 8
+
+
+def _remember(pending: dict[int, Any], message_id: int, value: Any) -> None:
+    pending[message_id] = value
+    while len(pending) > MAX_PENDING_REQUESTS:
+        del pending[next(iter(pending))]
+
+
+def _query_flags(message: coap.Message) -> int:
+    """The Describe flags of a ``GET /d`` (its 1-byte query; system + application if absent)."""
+    for value in message.uri_query:
+        if len(value) == 1:
+            return value[0]
+    return int(coap.DescribeFlag.SYSTEM | coap.DescribeFlag.APPLICATION)

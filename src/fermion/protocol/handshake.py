@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import NoDigestInfo
 
 from fermion.errors import KeyFormatError
+from fermion.keys import DEVICE_RSA_BITS, SERVER_RSA_BITS
 from fermion.protocol.errors import NEED_DATA, Failure, NeedData, Outcome, ProtocolError
 
 NONCE_SIZE = 40
@@ -50,7 +51,8 @@ SHORT_PLAINTEXT_SIZE = NONCE_SIZE + DEVICE_ID_SIZE  # the older form without the
 DEVICE_PUBLIC_KEY_SIZE = 162
 FULL_PLAINTEXT_SIZE = SHORT_PLAINTEXT_SIZE + DEVICE_PUBLIC_KEY_SIZE
 HMAC_SIZE = 20
-DEVICE_RSA_BITS = 1024
+# A device is silent between its key block and the server's reply; allow one frame's worth.
+DEFAULT_MAX_EARLY_DATA = 4096 + 2
 
 # Device OS writes these 29 bytes, then 128 modulus bytes, then 02 03 01 00 01: the SPKI DER of an
 # RSA-1024 key with e=65537 (DO-HS ``extract_public_rsa_key``).
@@ -225,6 +227,10 @@ class ServerHandshake:
     ``server_key`` is the current RSA-2048 private key; ``previous_server_key`` the one being
     rotated out (devices that still hold its public key are accepted and told so through
     ``DeviceIdentified.used_previous_server_key``). ``random`` is injectable for tests.
+
+    A device sends nothing after its block until it has the reply, so bytes beyond the block
+    are passed on to the channel (``trailing_data``) but bounded by ``max_early_data``: more
+    than that before ``accept`` is a ``Malformed`` failure, not a growing buffer.
     """
 
     def __init__(
@@ -233,16 +239,20 @@ class ServerHandshake:
         previous_server_key: rsa.RSAPrivateKey | None = None,
         *,
         random: RandomSource = os.urandom,
+        max_early_data: int = DEFAULT_MAX_EARLY_DATA,
     ) -> None:
-        self._keys = (
-            [server_key]
-            if previous_server_key is None
-            else [
-                server_key,
-                previous_server_key,
-            ]
-        )
+        self._keys = [server_key]
+        if previous_server_key is not None:
+            self._keys.append(previous_server_key)
+        for key in self._keys:
+            # Devices read exactly 256 bytes of signature and encrypt to a 256-byte modulus.
+            if getattr(key, "key_size", None) != SERVER_RSA_BITS:
+                raise KeyFormatError(
+                    f"server key: the TCP handshake needs an RSA-2048 key, this one has "
+                    f"{getattr(key, 'key_size', None)} bits"
+                )
         self._random = random
+        self._max_early_data = max_early_data
         self._buffer = bytearray()
         self._eof = False
         self._nonce = b""
@@ -292,6 +302,13 @@ class ServerHandshake:
                         f"{DEVICE_BLOCK_SIZE} bytes, then closed"
                     )
                 )
+        elif self.state is HandshakeState.IDENTIFIED and len(self._buffer) > self._max_early_data:
+            return self._settle(
+                Malformed(
+                    f"device sent {len(self._buffer)} bytes after its key block, "
+                    "before the server's reply"
+                )
+            )
         return NEED_DATA
 
     def _settle(self, event: DeviceIdentified | Failure) -> DeviceIdentified | Failure:
@@ -312,10 +329,7 @@ class ServerHandshake:
                 # Explicit rejection (an OpenSSL without implicit rejection, or a block whose
                 # integer value is not below the modulus).
                 continue
-            if (
-                hmac.compare_digest(plaintext[:NONCE_SIZE], self._nonce)
-                and len(plaintext) >= NONCE_SIZE
-            ):
+            if hmac.compare_digest(plaintext[:NONCE_SIZE], self._nonce):
                 if len(plaintext) < SHORT_PLAINTEXT_SIZE:
                     return Malformed(
                         f"key block plaintext is {len(plaintext)} bytes, "

@@ -309,3 +309,8 @@ def test_hangup_before_the_key_block_is_error_26(server_key, device_key):
     event = device.next_event()
     assert isinstance(event, PeerClosed)
     assert event.protocol_error == ProtocolError.IO_ERROR_LIGHTSSL_HANDSHAKE_RECV_KEY == 26
+
+
+def test_a_server_key_of_the_wrong_size_is_refused_up_front(device_key):
+    with pytest.raises(FermionError, match="RSA-2048"):
+        ServerHandshake(device_key)

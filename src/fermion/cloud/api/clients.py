@@ -1,7 +1,269 @@
-"""Product-side routes: clients (placeholder until the cloud-products work lands)."""
+"""A product's OAuth clients: list, create (the secret is shown once and stored as argon2id),
+rename or rescope, delete (revoking every token the client minted).
+
+``type`` is Particle's ``installed`` or ``web``, or ``server`` for a two-legged server client.
+Particle's console names are accepted too: "Two-Legged Auth (Server)" (also ``two-legged``) is
+``server``; "Simple Auth (Mobile/Web App)" (also ``simple``) is ``installed`` limited to the
+``customers:create`` scope, as the console makes it. A client with no scope (any type) may mint
+product tokens and customer tokens (``scope=customer=<email>``), as on Particle.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import re
+import secrets
+from typing import Any
+from urllib.parse import urlsplit
 
-router = APIRouter()
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fermion.cloud.api.auth import CallerDep, StoreDep, request_id
+from fermion.cloud.api.errors import bad_request, not_found
+from fermion.cloud.api.fields import body_fields, text_field
+from fermion.cloud.api.product_access import Standing, standing
+from fermion.cloud.credentials import hash_password
+from fermion.cloud.domain.permissions import Action
+from fermion.cloud.store.audit import record
+from fermion.cloud.store.models import AccessToken, ClientType, OAuthClient
+from fermion.cloud.tokens import revoke
+
+router = APIRouter(tags=["clients"])
+
+SIMPLE_SCOPE = "customers:create"
+VALID_SCOPES = {SIMPLE_SCOPE, "*:*"}
+_TYPE_ALIASES = {
+    "installed": (ClientType.INSTALLED, None),
+    "web": (ClientType.WEB, None),
+    "server": (ClientType.SERVER, None),
+    "two-legged": (ClientType.SERVER, None),
+    "two_legged": (ClientType.SERVER, None),
+    "twolegged": (ClientType.SERVER, None),
+    "two-legged auth (server)": (ClientType.SERVER, None),
+    "simple": (ClientType.INSTALLED, SIMPLE_SCOPE),
+    "simple auth (mobile/web app)": (ClientType.INSTALLED, SIMPLE_SCOPE),
+}
+_TYPE_NAMES = "installed, web, server (or two-legged, simple)"
+
+_CLIENT_BODY = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 200},
+        "type": {"type": "string", "enum": ["installed", "web", "server", "two-legged", "simple"]},
+        "redirect_uri": {"type": "string"},
+        "scope": {"type": "string"},
+    },
+}
+
+
+def _doc(schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/json": {"schema": schema},
+                "application/x-www-form-urlencoded": {"schema": schema},
+            },
+        }
+    }
+
+
+def client_json(client: OAuthClient) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": client.client_id, "name": client.name, "type": client.type}
+    if client.redirect_uri:
+        body["redirect_uri"] = client.redirect_uri
+    if client.scope:
+        body["scope"] = client.scope
+    return body
+
+
+def _scope(raw: str | None) -> str | None:
+    """A space-separated scope list; ``none`` (or nothing) means full permissions."""
+    if raw is None or raw.strip().lower() == "none":
+        return None
+    parts = raw.split()
+    unknown = [p for p in parts if p not in VALID_SCOPES]
+    if unknown:
+        raise bad_request(f"scope: {unknown[0]!r} is not one of customers:create, *:*, none")
+    return " ".join(dict.fromkeys(parts)) or None
+
+
+def _redirect_uri(raw: str | None, client_type: ClientType) -> str | None:
+    if client_type is not ClientType.WEB:
+        if raw is not None:
+            raise bad_request("redirect_uri: only a web client has a redirect URI")
+        return None
+    if raw is None:
+        raise bad_request("redirect_uri: is required for a web client")
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise bad_request("redirect_uri: must be an http or https URL")
+    return raw
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60]
+
+
+async def _new_client_id(session: AsyncSession, name: str, product_slug: str) -> str:
+    base = _slug(name) or _slug(product_slug) or "client"
+    for digits in (4, 4, 4, 6, 8, 12):
+        candidate = f"{base}-{secrets.randbelow(10**digits):0{digits}d}"
+        taken = await session.scalar(
+            select(OAuthClient.id).where(OAuthClient.client_id == candidate)
+        )
+        if taken is None:
+            return candidate
+    return f"{base}-{secrets.token_hex(8)}"
+
+
+async def _client(session: AsyncSession, st: Standing, client_id: str) -> OAuthClient:
+    client = await session.scalar(
+        select(OAuthClient).where(
+            OAuthClient.client_id == client_id, OAuthClient.product_id == st.product.id
+        )
+    )
+    if client is None:
+        raise not_found(f"client {client_id!r} not found in product {st.product.slug}")
+    return client
+
+
+@router.get("/v1/products/{product}/clients", summary="The product's OAuth clients")
+async def list_clients(product: str, caller: CallerDep, store: StoreDep) -> dict[str, Any]:
+    async with store.read() as session:
+        st = await standing(session, caller, product, Action.CLIENT_VIEW)
+        clients = (
+            await session.scalars(
+                select(OAuthClient)
+                .where(OAuthClient.product_id == st.product.id)
+                .order_by(OAuthClient.id)
+            )
+        ).all()
+    return {"ok": True, "clients": [client_json(c) for c in clients]}
+
+
+@router.post(
+    "/v1/products/{product}/clients",
+    summary="Create an OAuth client; its secret is in this reply only",
+    description=(
+        "`type`: `installed`, `web` (needs `redirect_uri`), or `server` for two-legged auth; "
+        "Particle's console names `Two-Legged Auth (Server)` and `Simple Auth (Mobile/Web App)` "
+        "are accepted. `scope`: `customers:create`, `*:*` or `none` (full permissions)."
+    ),
+    openapi_extra=_doc(_CLIENT_BODY),
+)
+async def create_client(
+    product: str, request: Request, caller: CallerDep, store: StoreDep
+) -> dict[str, Any]:
+    fields = await body_fields(request)
+    name = text_field(fields, "name", required=True, max_len=200)
+    raw_type = text_field(fields, "type", required=True, max_len=60)
+    assert name is not None and raw_type is not None
+    found = _TYPE_ALIASES.get(raw_type.strip().lower())
+    if found is None:
+        raise bad_request(f"type: {raw_type!r} is not one of {_TYPE_NAMES}")
+    client_type, default_scope = found
+    raw_scope = text_field(fields, "scope", max_len=200)
+    scope = _scope(raw_scope) if raw_scope is not None else default_scope
+    redirect_uri = _redirect_uri(text_field(fields, "redirect_uri", max_len=2000), client_type)
+    async with store.read() as session:
+        await standing(session, caller, product, Action.CLIENT_MANAGE)
+    secret = secrets.token_hex(20)
+    secret_hash = hash_password(secret)  # slow on purpose: outside the write lock
+    async with store.write() as session:
+        st = await standing(session, caller, product, Action.CLIENT_MANAGE)
+        client = OAuthClient(
+            client_id=await _new_client_id(session, name, st.product.slug),
+            product_id=st.product.id,
+            name=name,
+            type=client_type.value,
+            secret_hash=secret_hash,
+            redirect_uri=redirect_uri,
+            scope=scope,
+        )
+        session.add(client)
+        await session.flush()
+        record(
+            session,
+            st.label,
+            "client.create",
+            product_id=st.product.id,
+            request_id=request_id(request),
+            detail={"client_id": client.client_id, "type": client.type, "scope": scope},
+        )
+    return {"ok": True, "client": {**client_json(client), "secret": secret}}
+
+
+@router.put(
+    "/v1/products/{product}/clients/{client_id}",
+    summary="Rename or rescope an OAuth client",
+    openapi_extra=_doc(_CLIENT_BODY),
+)
+async def update_client(
+    product: str, client_id: str, request: Request, caller: CallerDep, store: StoreDep
+) -> dict[str, Any]:
+    fields = await body_fields(request)
+    name = text_field(fields, "name", max_len=200)
+    raw_scope = text_field(fields, "scope", max_len=200)
+    raw_redirect = text_field(fields, "redirect_uri", max_len=2000)
+    if name is None and raw_scope is None and raw_redirect is None:
+        raise bad_request("name: is required (or scope, or redirect_uri)")
+    async with store.write() as session:
+        st = await standing(session, caller, product, Action.CLIENT_MANAGE)
+        client = await _client(session, st, client_id)
+        changes: dict[str, Any] = {}
+        if name is not None and name != client.name:
+            changes["name"] = [client.name, name]
+            client.name = name
+        if raw_scope is not None:
+            scope = _scope(raw_scope)
+            if scope != client.scope:
+                changes["scope"] = [client.scope, scope]
+                client.scope = scope
+        if raw_redirect is not None:
+            uri = _redirect_uri(raw_redirect, ClientType(client.type))
+            if uri != client.redirect_uri:
+                changes["redirect_uri"] = [client.redirect_uri, uri]
+                client.redirect_uri = uri
+        if changes:
+            record(
+                session,
+                st.label,
+                "client.update",
+                product_id=st.product.id,
+                request_id=request_id(request),
+                detail={"client_id": client.client_id, **changes},
+            )
+    return {"ok": True, "client": client_json(client)}
+
+
+@router.delete(
+    "/v1/products/{product}/clients/{client_id}",
+    status_code=204,
+    summary="Delete an OAuth client and revoke every token it minted",
+)
+async def delete_client(
+    product: str, client_id: str, request: Request, caller: CallerDep, store: StoreDep
+) -> Response:
+    rid = request_id(request)
+    async with store.write() as session:
+        st = await standing(session, caller, product, Action.CLIENT_MANAGE)
+        client = await _client(session, st, client_id)
+        await revoke(
+            session,
+            AccessToken.oauth_client_id == client.id,
+            actor=st.label,
+            request_id=rid,
+            product_id=st.product.id,
+        )
+        record(
+            session,
+            st.label,
+            "client.delete",
+            product_id=st.product.id,
+            request_id=rid,
+            detail={"client_id": client.client_id, "type": client.type},
+        )
+        await session.delete(client)
+    return Response(status_code=204)

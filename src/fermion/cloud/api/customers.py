@@ -190,7 +190,7 @@ async def create_customer(product: str, request: Request, store: StoreDep) -> JS
             "customer.create",
             product_id=st.product.id,
             request_id=rid,
-            detail={"customer": email, "no_password": password_hash is None},
+            detail={"email": email, "no_password": password_hash is None},
         )
         client = st.client
         if client is None and st.caller is not None and st.caller.kind is OwnerKind.CLIENT:
@@ -239,7 +239,7 @@ async def update_customer(
             "customer.update",
             product_id=st.product.id,
             request_id=request_id(request),
-            detail={"customer": customer.email, "changed": ["password"]},
+            detail={"email": customer.email, "changed": ["password"]},
         )
     return {"ok": True}
 
@@ -286,7 +286,7 @@ async def delete_customer(
             "customer.delete",
             product_id=st.product.id,
             request_id=rid,
-            detail={"customer": customer.email, "released_devices": list(released)},
+            detail={"email": customer.email, "released_devices": list(released)},
         )
         await session.delete(customer)
     return {"ok": True}

@@ -128,7 +128,7 @@ async def _product_client(
 )
 async def create_token(request: Request, store: StoreDep) -> JSONResponse:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype not in _FORM_TYPES:
+    if ctype not in _FORM_TYPES and (ctype or await request.body()):
         raise _oauth_error(
             400, "invalid_request", "body: must be form-encoded (application/x-www-form-urlencoded)"
         )

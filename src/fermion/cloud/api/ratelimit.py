@@ -7,6 +7,7 @@ against argon2id-hashed passwords.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ class LoginLimiter:
             if entry.blocked_until:
                 del self._entries[address]  # the block ran out: start counting afresh
             return 0
-        return int(left) + 1
+        return math.ceil(left)
 
     def failed(self, address: str) -> None:
         if len(self._entries) >= _MAX_TRACKED and address not in self._entries:

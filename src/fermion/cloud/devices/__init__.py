@@ -1,0 +1,1 @@
+"""The device server: Particle devices connect here over TCP (reference §1)."""

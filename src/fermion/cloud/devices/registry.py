@@ -1,0 +1,327 @@
+"""What the device server reads from and writes to the store.
+
+Reads (a device's current key, its candidates, the server keys) happen on the handshake path;
+the device server caches the current key per device and drops the cache entry when the key
+changes. Writes (presence, outcomes, candidates, proof of possession) are facts the device
+server learns while it talks to devices; they are queued and written in batches by
+``Recorder`` so that a burst of handshakes costs one transaction, not one each.
+
+Outcomes are counters, not a log: one ``handshake_outcomes`` row per (device, outcome), or per
+(address, outcome) when the device id is unknowable. ``at`` is the last time it happened and
+``detail`` holds JSON ``{"count", "first_at", "reason", "address"}``. A flood of bad
+connections therefore changes counters, never the size of the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fermion.cloud.store import Store
+from fermion.cloud.store.models import (
+    CandidateStatus,
+    Device,
+    DeviceKey,
+    HandshakeOutcome,
+    KeyCandidate,
+    KeyHealth,
+    ServerKey,
+    ServerKeyState,
+    utcnow,
+)
+from fermion.protocol.errors import Outcome
+
+log = logging.getLogger("fermion.devices")
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    """A registered device as the handshake needs it."""
+
+    device_id: str
+    key_der: bytes | None  # current key, SPKI DER; None when the cloud holds none
+    key_fingerprint: str | None  # SHA-256 hex
+    key_id: int | None
+
+
+async def load_device(store: Store, device_id: str) -> DeviceRecord | None:
+    async with store.read() as session:
+        row = (
+            await session.execute(
+                select(Device.id, DeviceKey.id, DeviceKey.der, DeviceKey.fingerprint)
+                .outerjoin(DeviceKey, DeviceKey.id == Device.current_key_id)
+                .where(Device.id == device_id)
+            )
+        ).first()
+    if row is None:
+        return None
+    return DeviceRecord(row[0], row[2], row[3], row[1])
+
+
+async def candidate_status(store: Store, device_id: str, fingerprint_hex: str) -> str | None:
+    async with store.read() as session:
+        return await session.scalar(
+            select(KeyCandidate.status).where(
+                KeyCandidate.device_id == device_id, KeyCandidate.fingerprint == fingerprint_hex
+            )
+        )
+
+
+async def key_versions_since(store: Store, last_key_id: int) -> tuple[int, set[str]]:
+    """Devices whose key changed since ``last_key_id`` (key versions are only ever inserted)."""
+    async with store.read() as session:
+        rows = (
+            await session.execute(
+                select(DeviceKey.id, DeviceKey.device_id).where(DeviceKey.id > last_key_id)
+            )
+        ).all()
+    if not rows:
+        return last_key_id, set()
+    return max(r[0] for r in rows), {r[1] for r in rows}
+
+
+async def last_key_version_id(store: Store) -> int:
+    async with store.read() as session:
+        return (await session.scalar(select(func.max(DeviceKey.id)))) or 0
+
+
+async def handshake_server_keys(store: Store) -> list[tuple[int, str, str]]:
+    """RSA server keys a device may hold: (id, state, private PEM), current first."""
+    async with store.read() as session:
+        rows = (
+            await session.execute(
+                select(ServerKey.id, ServerKey.state, ServerKey.private_pem)
+                .where(
+                    ServerKey.algorithm == "rsa",
+                    ServerKey.state.in_([ServerKeyState.CURRENT, ServerKeyState.PREVIOUS]),
+                )
+                .order_by(ServerKey.id.desc())
+            )
+        ).all()
+    current = [r for r in rows if r[1] == ServerKeyState.CURRENT]
+    previous = [r for r in rows if r[1] == ServerKeyState.PREVIOUS]
+    return [(r[0], r[1], r[2]) for r in current + previous]
+
+
+async def mark_all_offline(store: Store) -> None:
+    """At start: nobody is connected to a server that was not running."""
+    async with store.write() as session:
+        await session.execute(update(Device).where(Device.online.is_(True)).values(online=False))
+
+
+# ---------------------------------------------------------------------------------------------
+# Writes, batched
+
+
+@dataclass(frozen=True)
+class OutcomeFact:
+    outcome: Outcome
+    device_id: str | None
+    address: str | None
+    reason: str
+    fingerprint: str | None = None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Presence:
+    device_id: str
+    online: bool
+    address: str | None
+    handshake: bool  # True when this is a fresh handshake (sets last_handshake_at)
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CandidateSeen:
+    device_id: str
+    fingerprint: str
+    algorithm: str
+    der: bytes
+    address: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class PossessionProven:
+    device_id: str
+    fingerprint: str
+
+
+Fact = OutcomeFact | Presence | CandidateSeen | PossessionProven
+
+
+class Recorder:
+    """Queues facts and writes them in order, many per transaction.
+
+    ``flush()`` waits until everything queued so far is written (tests, shutdown).
+    """
+
+    def __init__(self, store: Store, *, max_batch: int = 500, linger: float = 0.05) -> None:
+        self._store = store
+        self._queue: asyncio.Queue[Fact | asyncio.Future[None]] = asyncio.Queue()
+        self._max_batch = max_batch
+        self._linger = linger
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="device-recorder")
+
+    def put(self, fact: Fact) -> None:
+        self._queue.put_nowait(fact)
+
+    async def flush(self) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(done)
+        await done
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        await self.flush()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            if self._linger:
+                await asyncio.sleep(self._linger)
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            facts = [f for f in batch if not isinstance(f, asyncio.Future)]
+            if facts:
+                try:
+                    async with self._store.write() as session:
+                        await write_facts(session, facts)
+                except Exception:
+                    # The device server must outlive a store hiccup; the facts are lost, the
+                    # metrics still counted them.
+                    log.exception("could not record %d device facts", len(facts))
+            for f in batch:
+                if isinstance(f, asyncio.Future) and not f.done():
+                    f.set_result(None)
+
+
+async def write_facts(session: AsyncSession, facts: Iterable[Fact]) -> None:
+    for fact in facts:
+        if isinstance(fact, OutcomeFact):
+            await _write_outcome(session, fact)
+        elif isinstance(fact, Presence):
+            await _write_presence(session, fact)
+        elif isinstance(fact, CandidateSeen):
+            await _write_candidate(session, fact)
+        else:
+            await session.execute(
+                update(KeyCandidate)
+                .where(
+                    KeyCandidate.device_id == fact.device_id,
+                    KeyCandidate.fingerprint == fact.fingerprint,
+                )
+                .values(possession_proven=True)
+            )
+
+
+async def _write_outcome(session: AsyncSession, fact: OutcomeFact) -> None:
+    at = fact.at or utcnow()
+    stmt = select(HandshakeOutcome).where(HandshakeOutcome.outcome == fact.outcome.value)
+    if fact.device_id is not None:
+        stmt = stmt.where(HandshakeOutcome.device_id == fact.device_id)
+    else:
+        stmt = stmt.where(
+            HandshakeOutcome.device_id.is_(None), HandshakeOutcome.remote_address == fact.address
+        )
+    row = await session.scalar(stmt.limit(1))
+    if row is None:
+        detail = {"count": 1, "first_at": _iso(at), "reason": fact.reason}
+        session.add(
+            HandshakeOutcome(
+                device_id=fact.device_id,
+                remote_address=fact.address,
+                outcome=fact.outcome.value,
+                detail=json.dumps(detail),
+                fingerprint=fact.fingerprint,
+                at=at,
+            )
+        )
+    else:
+        detail = parse_outcome_detail(row.detail)
+        detail["count"] = int(detail.get("count", 1)) + 1
+        detail["reason"] = fact.reason
+        row.detail = json.dumps(detail)
+        row.at = at
+        row.remote_address = fact.address
+        if fact.fingerprint is not None:
+            row.fingerprint = fact.fingerprint
+    await session.flush()
+    if fact.device_id is not None:
+        values: dict[str, object] = {"last_outcome": fact.outcome.value}
+        if fact.outcome is Outcome.KEY_MISMATCH:
+            values["key_health"] = KeyHealth.MISMATCH
+        await session.execute(update(Device).where(Device.id == fact.device_id).values(**values))
+
+
+def parse_outcome_detail(text: str | None) -> dict[str, object]:
+    try:
+        data = json.loads(text or "{}")
+    except ValueError:
+        data = {}
+    return data if isinstance(data, dict) else {}
+
+
+async def _write_presence(session: AsyncSession, fact: Presence) -> None:
+    values: dict[str, object] = {"online": fact.online, "last_heard": fact.at}
+    if fact.handshake:
+        values.update(
+            last_handshake_at=fact.at,
+            last_ip_address=fact.address,
+            key_health=KeyHealth.OK,
+            last_outcome=Outcome.OK.value,
+        )
+    await session.execute(update(Device).where(Device.id == fact.device_id).values(**values))
+
+
+async def _write_candidate(session: AsyncSession, fact: CandidateSeen) -> None:
+    row = await session.scalar(
+        select(KeyCandidate).where(
+            KeyCandidate.device_id == fact.device_id, KeyCandidate.fingerprint == fact.fingerprint
+        )
+    )
+    if row is None:
+        # The device may have been deleted since it was looked up; then there is nothing to add.
+        if await session.get(Device, fact.device_id) is None:
+            return
+        session.add(
+            KeyCandidate(
+                device_id=fact.device_id,
+                fingerprint=fact.fingerprint,
+                algorithm=fact.algorithm,
+                der=fact.der,
+                first_seen=fact.at,
+                last_seen=fact.at,
+                count=1,
+                remote_address=fact.address,
+                possession_proven=False,
+                status=CandidateStatus.PENDING,
+            )
+        )
+        await session.flush()
+        return
+    row.count += 1
+    row.last_seen = fact.at
+    row.remote_address = fact.address
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")

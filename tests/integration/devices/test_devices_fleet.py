@@ -1,0 +1,168 @@
+"""Simulated devices against the live device server: online, brownout, key repair, server key."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from devices_harness import Cloud, device_public, wait_for
+from typer.testing import CliRunner
+
+from fermion.cli import keys_cmd
+from fermion.cloud.keyops import set_device_key
+from fermion.cloud.store.models import Device
+from fermion.device import faults
+from fermion.device.boot import boot
+from fermion.device.online import (
+    LED_CONNECTED,
+    LED_SERVER_KEY,
+    Fleet,
+    SimProfile,
+)
+from fermion.keys import LoadedKey, generate_device_key, generate_server_key, public_key_der
+from fermion.protocol import Outcome
+
+FAST = SimProfile(
+    ping_interval=0.3,
+    ping_timeout=3.0,
+    backoff_initial=0.2,
+    backoff_max=0.5,
+    flash_check_interval=0.1,
+)
+
+
+async def test_twenty_devices_connect_and_stay_online_through_pings(cloud: Cloud) -> None:
+    devices = [await cloud.new_device() for _ in range(20)]
+    fleet = Fleet.of(devices, profile=FAST)
+    fleet.start()
+    try:
+        await wait_for(lambda: len(cloud.server.sessions) == 20)
+        # Several ping intervals pass; nobody reconnects and every device stays online.
+        await asyncio.sleep(FAST.ping_interval * 5)
+        assert all(r.connections == 1 for r in fleet.runners)
+        assert all(r.led == LED_CONNECTED for r in fleet.runners)
+        await cloud.server.recorder.flush()
+        for device in devices:
+            row = await cloud.device(device.id)
+            assert row is not None and row.online and row.last_ip_address == "127.0.0.1"
+            status = device.load_status()
+            assert status.online and status.extra["led"] == LED_CONNECTED
+            activity = cloud.server.activity.get(device.id)
+            assert activity is not None and 1 in activity.describe and 2 in activity.describe
+            assert any(e[1] == "particle/device/updates/enabled" for e in activity.events)
+    finally:
+        await fleet.stop()
+    await wait_for(lambda: not cloud.server.sessions)
+    await cloud.server.recorder.flush()
+    assert not (await cloud.device(devices[0].id)).online  # type: ignore[union-attr]
+
+
+async def test_brownout_key_mismatch_is_proven_then_approved(cloud: Cloud, tmp_path: Path) -> None:
+    devices = [await cloud.new_device() for _ in range(3)]
+    victim = devices[0]
+    old_fp = device_public(victim).fingerprint.hex
+    fleet = Fleet.of(devices, profile=FAST)
+    fleet.start()
+    try:
+        await wait_for(lambda: len(cloud.server.sessions) == 3)
+        # Power fails while the DCT is rewritten: keys regenerate, server key/address fall back.
+        faults.brownout(victim)
+        boot(victim)
+        new_fp = device_public(victim).fingerprint.hex
+        assert new_fp != old_fp
+        await wait_for(lambda: victim.id not in cloud.server.sessions)
+        # The repair a person does first: point the device at this cloud again.
+        key_file = tmp_path / "cloud.der"
+        key_file.write_bytes(await cloud.server_key_file())
+        result = CliRunner().invoke(keys_cmd.app, ["server", str(key_file), "--device", victim.id])
+        assert result.exit_code == 0, result.output
+
+        async def proven() -> bool:
+            found = await cloud.candidates(victim.id)
+            return bool(found) and found[0].possession_proven
+
+        await wait_for(proven)
+        (candidate,) = await cloud.candidates(victim.id)
+        assert candidate.fingerprint == new_fp and candidate.status == "pending"
+        assert candidate.remote_address == "127.0.0.1"
+        mismatch = [
+            o
+            for o in await cloud.outcomes()
+            if o.device_id == victim.id and o.outcome == Outcome.KEY_MISMATCH
+        ]
+        assert mismatch and mismatch[0].fingerprint == new_fp
+        assert old_fp[:16] in (mismatch[0].detail or "")
+        assert "possession proven" in json.loads(mismatch[0].detail or "{}")["reason"]
+        # Never auto-accepted: the device stays offline while the candidate waits.
+        await asyncio.sleep(1.0)
+        assert victim.id not in cloud.server.sessions
+        row = await cloud.device(victim.id)
+        assert row is not None and row.key_health == "mismatch"
+        # A person approves (the store function the approval endpoint uses).
+        async with cloud.store.write() as session:
+            device_row = await session.get(Device, victim.id)
+            assert device_row is not None
+            await set_device_key(
+                session,
+                device_row,
+                device_public(victim),
+                source="approval",
+                actor="user:test",
+                action="key.candidate.approve",
+                request_id=None,
+                current_fingerprint=old_fp,
+            )
+        await wait_for(lambda: victim.id in cloud.server.sessions)
+        assert fleet.runner(victim.id).led == LED_CONNECTED
+        # The others never noticed.
+        assert all(fleet.runner(d.id).connections == 1 for d in devices[1:]), [
+            json.dumps(d.load_status().to_json()) for d in devices[1:]
+        ]
+        (candidate,) = await cloud.candidates(victim.id)
+        assert candidate.status == "approved"
+    finally:
+        await fleet.stop()
+
+
+async def test_another_clouds_server_key_is_orange_then_keys_server_fixes_it(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    device = await cloud.new_device()
+    other = tmp_path / "other-cloud.der"
+    other.write_bytes(public_key_der(generate_server_key().public_key()))
+    faults.overwrite_server_key(device, other)
+    fleet = Fleet.of([device], profile=FAST)
+    fleet.start()
+    try:
+        runner = fleet.runner(device.id)
+        await wait_for(lambda: runner.led == LED_SERVER_KEY)
+        status = device.load_status()
+        assert status.extra["led"] == LED_SERVER_KEY
+        assert status.last_protocol_error is not None
+        assert status.last_protocol_error["code"] == 26
+        found = [o for o in await cloud.outcomes() if o.outcome == Outcome.SERVER_KEY_MISMATCH]
+        assert found and found[0].device_id is None and found[0].remote_address == "127.0.0.1"
+        key_file = tmp_path / "cloud.der"
+        key_file.write_bytes(await cloud.server_key_file())
+        result = CliRunner().invoke(keys_cmd.app, ["server", str(key_file), "--device", device.id])
+        assert result.exit_code == 0, result.output
+        await wait_for(lambda: device.id in cloud.server.sessions)
+        assert runner.led == LED_CONNECTED
+    finally:
+        await fleet.stop()
+
+
+async def test_key_change_drops_the_open_session(cloud: Cloud) -> None:
+    device = await cloud.new_device()
+    fleet = Fleet.of([device], profile=FAST)
+    fleet.start()
+    try:
+        await wait_for(lambda: device.id in cloud.server.sessions)
+        link = cloud.server.sessions[device.id]
+        await cloud.register(device, LoadedKey(generate_device_key().public_key()))
+        await wait_for(lambda: cloud.server.sessions.get(device.id) is not link)
+        await cloud.register(device, device_public(device))
+        await wait_for(lambda: device.id in cloud.server.sessions)
+    finally:
+        await fleet.stop()
