@@ -212,6 +212,13 @@ def cloud_server_key(api: ApiClient, transport: Transport) -> tuple[str, str | N
     address = chosen.get("address") or body.get("device_server") or {}
     host = address.get("host") if isinstance(address, dict) else None
     port = address.get(f"{transport.value}_port") or address.get("port") if address else None
+    override = os.environ.get("FERMION_DEVICE_ADDRESS")  # host:port of the device server
+    if override:
+        host, _, raw_port = override.rpartition(":")
+        try:
+            port = int(raw_port)
+        except ValueError:
+            raise FermionError(f"FERMION_DEVICE_ADDRESS: {override!r} is not HOST:PORT") from None
     if host is None:
         from urllib.parse import urlsplit
 
@@ -733,6 +740,12 @@ def doctor(
         except FermionError as exc:
             raise rollback("4 (write the key to the device)", str(exc), False) from None
         step(f"wrote the new key to {link.name}")
+        try:
+            pointed = _ensure_server_key(api, link, transport)
+        except FermionError as exc:
+            raise rollback("4 (write the cloud's server key)", str(exc), True) from None
+        if pointed:
+            step(f"wrote this cloud's server key and address ({pointed}) to {link.name}")
         was_online = bool(d.get("online"))
         before = api.device(did).get("last_handshake_at")
         try:
@@ -763,6 +776,33 @@ def doctor(
         )
         return
     console.print(f"doctor done: {did} has key {new_fp}, and so does the cloud")
+
+
+def _ensure_server_key(api: ApiClient, link: DeviceLink, transport: Transport) -> str | None:
+    """Write the cloud's server key (and address) when the device holds another one.
+
+    A brownout or a reformat loses the server key with the device key (spark-cli #165 asked the
+    doctor to restore it). Returns the address written, or None when the key was already right.
+    """
+    from fermion.device.dct import read_server_key_slot, write_server_key_file
+    from fermion.device.serverkey import format_server_key
+    from fermion.device.store import data_dir
+    from fermion.keys import load_public_key
+
+    pem, host, port = cloud_server_key(api, transport)
+    wanted = load_public_key(pem.encode(), "the cloud's server key")
+    try:
+        held = load_key(read_server_key_slot(link, transport), "server key slot").public
+        if public_key_pem(held) == public_key_pem(wanted):
+            return None
+    except FermionError:
+        pass  # erased or corrupt: write it
+    with tempfile.TemporaryDirectory(prefix="fermion-server-key-") as tmp:
+        key_path = Path(tmp) / "server.pub.pem"
+        key_path.write_text(pem)
+        formatted = format_server_key(key_path, host, port, transport, data_dir(), link.name)
+    write_server_key_file(link, formatted.transport, formatted.data)
+    return f"{host}:{port or transport.default_port}"
 
 
 def _current_version(api: ApiClient, did: str) -> int | None:
