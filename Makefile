@@ -20,6 +20,7 @@ up: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 	$(BIN)/pytest tests/integration -q
+	$(BIN)/pytest tests/scenarios -q
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q

@@ -789,7 +789,10 @@ def _ensure_server_key(api: ApiClient, link: DeviceLink, transport: Transport) -
     from fermion.device.store import data_dir
     from fermion.keys import load_public_key
 
-    pem, host, port = cloud_server_key(api, transport)
+    try:
+        pem, host, port = cloud_server_key(api, transport)
+    except FermionError:
+        return None  # this cloud serves no such devices yet: nothing better to write
     wanted = load_public_key(pem.encode(), "the cloud's server key")
     try:
         held = load_key(read_server_key_slot(link, transport), "server key slot").public
