@@ -140,7 +140,7 @@ def test_product_device_customer_saves_team_member_sends(cloud: Cloud, claimed: 
     brownout(cloud, device)
 
     # On the customer's computer: `keys save`; the .pub.pem is mailed to the team member.
-    pub, fp = cloud.saved_key(device, "customer-copy")
+    pub, fp = cloud.saved_key(device)
     cloud.cli("keys", "send", "--product_id", str(t["product"]), device, str(pub), profile=dev)
 
     after = cloud.snapshot(owner, [device, bystander])
@@ -159,7 +159,7 @@ def test_product_device_keys_repair_with_the_customers_key(cloud: Cloud, claimed
     device = product_device(cloud, t, claim=owner if claimed else None)
     before = cloud.snapshot(owner, [device])
     brownout(cloud, device)
-    pub, fp = cloud.saved_key(device, "mailed")
+    pub, fp = cloud.saved_key(device)
 
     plan = cloud.cli(
         "keys", "repair", device, "--key", str(pub), "--dry-run", "--json", profile=admin
@@ -182,7 +182,7 @@ def test_two_legged_customer_device_atomic_repair(cloud: Cloud) -> None:
     other = product_device(cloud, t, claim=t["customers"][1])
     before = cloud.snapshot(owner, [device, other])
     brownout(cloud, device)
-    pub, fp = cloud.saved_key(device, "from-customer")
+    pub, fp = cloud.saved_key(device)
 
     # Particle's /v1/provisioning refuses a customer's device; the error says what to do.
     r = cloud.cli(
@@ -205,7 +205,7 @@ def test_two_legged_customer_device_particle_compatible(cloud: Cloud) -> None:
     owner, dev = t["people"]["owner"], t["people"]["developer"]
     device = product_device(cloud, t, claim=t["customers"][0])
     brownout(cloud, device)
-    pub, fp = cloud.saved_key(device, "from-customer-2")
+    pub, fp = cloud.saved_key(device)
     cid, secret = cloud.clients[str(t["product"])]
 
     out = cloud.cli(
@@ -231,7 +231,7 @@ def test_particle_compatible_claims_back_when_a_later_step_fails(cloud: Cloud) -
     t = team(cloud)
     owner, dev = t["people"]["owner"], t["people"]["developer"]
     device = product_device(cloud, t, claim=t["customers"][0])
-    pub, _ = cloud.saved_key(device, "k")
+    pub, _ = cloud.saved_key(device)
     cid, secret = cloud.clients[str(t["product"])]
     before = cloud.snapshot(owner, [device])
 

@@ -285,6 +285,7 @@ class CloudView:
     username: str | None
     role: Role | None
     role_known: bool = True
+    product_id: int | None = None
 
 
 def _role_from_team(team: list[dict[str, Any]], username: str | None) -> Role | None:
@@ -314,7 +315,7 @@ def cloud_view(api: ApiClient, did: str, product: str | None = None) -> CloudVie
     username = api.user().get("username")
     role: Role | None = None
     known = True
-    pid = _product_of(device)
+    pid = _product_of(api, device)
     if pid is not None:
         try:
             owner = api.product(pid).get("user")
@@ -327,13 +328,21 @@ def cloud_view(api: ApiClient, did: str, product: str | None = None) -> CloudVie
                 role = None
             else:
                 known = False
-    return CloudView(device, username, role, known)
+    return CloudView(device, username, role, known, pid)
 
 
-def _product_of(device: dict[str, Any]) -> int | None:
-    # Particle reports platform_id as product_id for a sandbox device; Fermion follows it.
+def _product_of(api: ApiClient, device: dict[str, Any]) -> int | None:
+    """The device's product, or None for a sandbox (development) device."""
     pid = device.get("product_id")
-    if pid is None or pid == device.get("platform_id"):
+    if pid is None:
+        return None
+    if pid != device.get("platform_id"):
+        return int(pid)
+    # Particle reports platform_id as product_id for a sandbox device, so a product whose id
+    # equals the platform id is ambiguous: ask the product whether the device is in it.
+    try:
+        api.device(str(device["id"]), int(pid))
+    except ApiError:
         return None
     return int(pid)
 
@@ -354,7 +363,7 @@ def facts_of(view: CloudView) -> DeviceFacts:
     return DeviceFacts(
         device_id=str(d["id"]),
         owner=owner,
-        product_id=_product_of(d),
+        product_id=view.product_id,
         role=view.role,
         role_known=view.role_known,
         owner_label=label,
