@@ -28,7 +28,7 @@ def _mount() -> None:
     # by another.
     from importlib import import_module
 
-    for topic in ("sim", "keys", "serve", "admin", "db"):
+    for topic in ("sim", "keys", "serve", "admin", "db", "server_key"):
         module_name = f"fermion.cli.{topic}_cmd"
         try:
             module = import_module(module_name)
@@ -39,7 +39,9 @@ def _mount() -> None:
         if topic == "serve":
             app.command("serve")(module.serve)
         else:
-            app.add_typer(module.app, name=topic)
+            if topic == "sim":
+                import_module("fermion.cli.sim_online_cmd").register(module.app)
+            app.add_typer(module.app, name=topic.replace("_", "-"))
     # The API-client topics register several top-level commands each (login, device, ...);
     # repair_cmd adds send/doctor/repair/approve/reject to `keys`, so it comes after it.
     from fermion.cli import account_cmd, fleet_cmd, repair_cmd, up_cmd

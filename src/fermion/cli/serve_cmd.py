@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -41,6 +41,15 @@ def serve(
         Path | None,
         typer.Option("--data-dir", help="Data directory (default: FERMION_HOME or the user's)."),
     ] = None,
+    device_port: Annotated[
+        int, typer.Option(help="TCP port of the device server (0: off).", min=0, max=65535)
+    ] = 5683,
+    device_workers: Annotated[
+        int,
+        typer.Option(
+            help="Device server processes sharing the port (0: in the API process).", min=0
+        ),
+    ] = 0,
 ) -> None:
     """Run the cloud: REST API on HOST:PORT over the store in the data directory."""
     import uvicorn
@@ -52,17 +61,41 @@ def serve(
     settings = Settings.from_env(data_dir=data_dir, host=host, port=port)
     settings.ensure_data_dir()
     upgrade(settings.database_url)
+    devices = _device_service(settings, host, device_port, device_workers)
     if not _is_loopback(host):
         console.print(f"[yellow]warning:[/] listening on {host}, reachable from other machines")
     console.print(
         f"Fermion cloud on http://{host}:{port}  (data: {settings.data_dir}; "
         f"database: {safe_url(settings.database_url)})"
     )
+    if devices is not None:
+        console.print(
+            f"device server on tcp://{host}:{device_port}"
+            + (f" ({device_workers} worker processes)" if device_workers else "")
+        )
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, devices),
         host=host,
         port=port,
         log_config=log_config(),
         server_header=False,
         proxy_headers=False,
     )
+
+
+def _device_service(settings: Settings, host: str, port: int, workers: int) -> Any:
+    """The device server to start with the app (None when ``--device-port 0``)."""
+    if port == 0:
+        return None
+    if workers > 0:
+        import os
+        import tempfile
+
+        # Before anything imports prometheus-client: workers inherit it, /metrics adds them up.
+        os.environ.setdefault(
+            "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="fermion-metrics-")
+        )
+    from fermion.cloud.devices.limits import DeviceServerConfig
+    from fermion.cloud.devices.service import DeviceService
+
+    return DeviceService(DeviceServerConfig(host=host, port=port), workers, settings.database_url)

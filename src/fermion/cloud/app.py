@@ -4,19 +4,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
 from fermion import __version__
 from fermion.cloud.api import errors, routers
+from fermion.cloud.api.auth import TokenCache
 from fermion.cloud.api.middleware import BodyLimit, RequestId
 from fermion.cloud.api.ratelimit import LoginLimiter
 from fermion.cloud.serverkeys import ensure_server_key
 from fermion.cloud.settings import Settings
 from fermion.cloud.store import Store
 
+if TYPE_CHECKING:
+    from fermion.cloud.devices.service import DeviceService
 
-def create_app(settings: Settings) -> FastAPI:
+
+def create_app(settings: Settings, devices: DeviceService | None = None) -> FastAPI:
     """The ASGI app. The database must already be migrated (``fermion serve`` does it first)."""
 
     @asynccontextmanager
@@ -25,8 +30,13 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.store = store
         try:
             await ensure_server_key(store)
+            if devices is not None:
+                await devices.start(store)
+            app.state.devices = devices
             yield
         finally:
+            if devices is not None:
+                await devices.stop()
             await store.close()
 
     app = FastAPI(
@@ -40,9 +50,13 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.login_limiter = LoginLimiter()
+    app.state.token_cache = TokenCache()
     errors.install(app)
     for router in routers():
         app.include_router(router)
+    from fermion.cloud.devices.http import router as metrics_router
+
+    app.include_router(metrics_router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestId)
     return app

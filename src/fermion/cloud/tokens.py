@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fermion.cloud.credentials import hash_token, new_token
@@ -111,6 +111,20 @@ async def mint(
     return Minted(token, refresh, seconds, expires_at, row.id)
 
 
+class _Revocations:
+    """A count of revocations in this process; caches of live tokens compare against it."""
+
+    generation = 0
+
+    @classmethod
+    def bump(cls, *_: object) -> None:
+        cls.generation += 1
+
+
+def revocation_generation() -> int:
+    return _Revocations.generation
+
+
 async def revoke(
     session: AsyncSession,
     *conditions: Any,
@@ -127,6 +141,9 @@ async def revoke(
     )
     ids = [r[0] for r in result]
     if ids:
+        # Now, and again once committed, so no request caches the token in between.
+        _Revocations.bump()
+        event.listen(session.sync_session, "after_commit", _Revocations.bump, once=True)
         await session.execute(
             update(RefreshToken)
             .where(RefreshToken.access_token_id.in_(ids), RefreshToken.revoked_at.is_(None))

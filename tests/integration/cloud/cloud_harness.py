@@ -21,10 +21,13 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from fermion.cloud import admin
 from fermion.cloud.store import Store
-from fermion.keys import Algorithm, generate_device_key, public_key_pem
+from fermion.cloud.store.models import KeyCandidate, OwnerKind, User
+from fermion.cloud.tokens import TokenOwner, mint
+from fermion.keys import Algorithm, generate_device_key, load_key, public_key_der, public_key_pem
 
 PG_ENV = "FERMION_TEST_POSTGRES_URL"
 PASSWORD = "correct-horse-battery"
@@ -188,10 +191,30 @@ class Cloud:
 
     # --- people and products -------------------------------------------------------------
 
-    def user(self, email: str | None = None, password: str = PASSWORD) -> str:
+    def user(self, email: str | None = None, password: str | None = None) -> str:
+        """A new user; without a password unless one is given (argon2 is slow on purpose,
+        and only the login tests need to pay for it)."""
         email = email or f"user-{secrets.token_hex(4)}@example.com"
         self.run(admin.create_user, email, password)
         return email
+
+    def token_for(self, email: str) -> str:
+        """A token for an existing user, minted the way /oauth/token mints one."""
+
+        async def mint_one(store: Store) -> str:
+            async with store.write() as session:
+                user_id = await session.scalar(select(User.id).where(User.email == email))
+                assert user_id is not None, email
+                minted = await mint(
+                    session,
+                    TokenOwner(OwnerKind.USER, user_id=user_id),
+                    client_name="particle",
+                    expires_in=None,
+                    actor=f"user:{email}",
+                )
+            return minted.access_token
+
+        return self.run(mint_one)
 
     def login(self, email: str, password: str = PASSWORD, **extra: str) -> str:
         reply = httpx.post(
@@ -210,17 +233,18 @@ class Cloud:
 
     def user_token(self) -> tuple[str, str]:
         email = self.user()
-        return email, self.login(email)
+        return email, self.token_for(email)
 
     def product(self, owner_email: str, platform: str = "photon") -> int:
         product = self.run(admin.create_product, f"P {secrets.token_hex(3)}", owner_email, platform)
         return product.id
 
     def member(self, product_id: int, role: str) -> tuple[str, str]:
+        """A new user with ``role`` in the product (a product has one owner: see ``product``)."""
+        assert role != "owner", "the owner is the user the product was created for"
         email = self.user()
-        if role != "owner":
-            self.run(admin.set_member_role, str(product_id), email, role)
-        return email, self.login(email)
+        self.run(admin.set_member_role, str(product_id), email, role)
+        return email, self.token_for(email)
 
     def two_legged_client(self, product_id: int) -> tuple[str, str]:
         return self.run(admin.create_client, str(product_id), "server", "server")
@@ -247,6 +271,26 @@ class Cloud:
         )
         assert reply.status_code == 200, reply.text
         return reply.json()["access_token"]
+
+    def add_candidate(self, device_id: str, pem: str, proven: bool = True) -> int:
+        """Record a key the device presented, as the device server does on a mismatch."""
+
+        async def add(store: Store) -> int:
+            loaded = load_key(pem.encode(), "candidate")
+            async with store.write() as session:
+                row = KeyCandidate(
+                    device_id=device_id,
+                    fingerprint=loaded.fingerprint.hex,
+                    algorithm=loaded.algorithm.value,
+                    der=public_key_der(loaded.public),
+                    remote_address="127.0.0.1",
+                    possession_proven=proven,
+                )
+                session.add(row)
+                await session.flush()
+                return row.id
+
+        return self.run(add)
 
     def provision(
         self,

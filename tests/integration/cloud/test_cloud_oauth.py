@@ -11,7 +11,7 @@ from cloud_harness import PASSWORD, Cloud
 
 @pytest.mark.parametrize("client_id", ["particle", "CLI2", "particle-cli", "particle-api", "user"])
 def test_password_grant_with_any_client_id(cloud: Cloud, client_id: str) -> None:
-    email = cloud.user()
+    email = cloud.user(password=PASSWORD)
     reply = httpx.post(
         f"{cloud.base_url}/oauth/token",
         data={
@@ -33,7 +33,7 @@ def test_password_grant_with_any_client_id(cloud: Cloud, client_id: str) -> None
 
 
 def test_password_grant_with_basic_auth_client(cloud: Cloud) -> None:
-    email = cloud.user()
+    email = cloud.user(password=PASSWORD)
     reply = httpx.post(
         f"{cloud.base_url}/oauth/token",
         auth=("particle", "particle"),
@@ -43,14 +43,14 @@ def test_password_grant_with_basic_auth_client(cloud: Cloud) -> None:
 
 
 def test_expires_in_zero_means_never(cloud: Cloud) -> None:
-    email = cloud.user()
+    email = cloud.user(password=PASSWORD)
     token = cloud.login(email, expires_in="0")
     with cloud.http(token) as h:
         assert h.get("/v1/access_tokens/current").json()["expires_at"] is None
 
 
 def test_expires_in_is_honoured(cloud: Cloud) -> None:
-    email = cloud.user()
+    email = cloud.user(password=PASSWORD)
     token = cloud.login(email, expires_in="1")
     time.sleep(2.1)
     with cloud.http(token) as h:
@@ -60,7 +60,7 @@ def test_expires_in_is_honoured(cloud: Cloud) -> None:
 
 
 def test_wrong_password(cloud: Cloud) -> None:
-    email = cloud.user()
+    email = cloud.user(password=PASSWORD)
     reply = httpx.post(
         f"{cloud.base_url}/oauth/token",
         data={"grant_type": "password", "username": email, "password": "nope"},
@@ -122,7 +122,7 @@ def test_bad_fields_are_named(cloud: Cloud, data: dict[str, str], field: str) ->
 
 
 def test_client_credentials_product_token_by_basic_and_by_body(cloud: Cloud) -> None:
-    owner = cloud.user()
+    owner = cloud.user(password=PASSWORD)
     product = cloud.product(owner)
     client_id, secret = cloud.two_legged_client(product)
     by_basic = httpx.post(
@@ -141,7 +141,7 @@ def test_client_credentials_product_token_by_basic_and_by_body(cloud: Cloud) -> 
 
 
 def test_client_credentials_customer_scope(cloud: Cloud) -> None:
-    owner = cloud.user()
+    owner = cloud.user(password=PASSWORD)
     product = cloud.product(owner)
     client = cloud.two_legged_client(product)
     customer = cloud.customer(product)
@@ -151,7 +151,7 @@ def test_client_credentials_customer_scope(cloud: Cloud) -> None:
 
 
 def test_customer_scope_for_unknown_customer(cloud: Cloud) -> None:
-    product = cloud.product(cloud.user())
+    product = cloud.product(cloud.user(password=PASSWORD))
     client = cloud.two_legged_client(product)
     reply = httpx.post(
         f"{cloud.base_url}/oauth/token",
@@ -164,7 +164,7 @@ def test_customer_scope_for_unknown_customer(cloud: Cloud) -> None:
 
 
 def test_bad_client_secret(cloud: Cloud) -> None:
-    product = cloud.product(cloud.user())
+    product = cloud.product(cloud.user(password=PASSWORD))
     client_id, _ = cloud.two_legged_client(product)
     reply = httpx.post(
         f"{cloud.base_url}/oauth/token",
@@ -176,7 +176,7 @@ def test_bad_client_secret(cloud: Cloud) -> None:
 
 
 def test_refresh_token_is_single_use(cloud: Cloud) -> None:
-    product = cloud.product(cloud.user())
+    product = cloud.product(cloud.user(password=PASSWORD))
     client = cloud.two_legged_client(product)
     first = httpx.post(
         f"{cloud.base_url}/oauth/token", auth=client, data={"grant_type": "client_credentials"}
@@ -199,7 +199,7 @@ def test_refresh_token_is_single_use(cloud: Cloud) -> None:
 
 
 def test_refresh_needs_the_issuing_client(cloud: Cloud) -> None:
-    product = cloud.product(cloud.user())
+    product = cloud.product(cloud.user(password=PASSWORD))
     client = cloud.two_legged_client(product)
     other = cloud.two_legged_client(product)
     first = httpx.post(

@@ -251,3 +251,17 @@ def test_customer_sees_only_own_devices(cloud: Any, team: dict[str, Any]) -> Non
         assert h.delete(f"/v1/products/{team['pid']}/devices/{theirs}/owner").status_code == 403
         assert h.delete(f"/v1/products/{team['pid']}/devices/{mine}/owner").status_code == 200
     assert device(cloud, theirs).owner_customer_id is not None
+
+
+def test_import_can_claim_to_a_team_member(cloud: Any, team: dict[str, Any]) -> None:
+    x, y = dev_id(), dev_id()
+    path = f"/v1/products/{team['pid']}/devices"
+    outsider = cloud.user()
+    with cloud.http(team["token"]) as h:
+        refused = h.post(path, json={"id": x, "claim_user": outsider})
+        assert refused.status_code == 400 and refused.json()["error"].startswith("claim_user:")
+        assert device(cloud, x) is None
+        done = h.post(path, json={"id": y, "claim_user": team["owner"]})
+        assert done.status_code == 200 and done.json()["updatedDeviceIds"] == [y]
+        assert h.get(f"{path}/{y}").json()["owner"] == team["owner"]
+    assert [e.action for e in audit(cloud, device_id=y)] == ["device.import", "device.claim"]

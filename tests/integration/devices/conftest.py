@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,3 +29,13 @@ async def cloud(fermion_home: Path) -> AsyncIterator[Cloud]:
         yield c
     finally:
         await stop_cloud(c)
+
+
+@pytest.fixture(scope="session")
+def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
+    """uvloop when installed, as ``fermion serve`` runs (its transports differ from asyncio's)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.DefaultEventLoopPolicy()
+    return uvloop.EventLoopPolicy()

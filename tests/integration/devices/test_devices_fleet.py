@@ -166,3 +166,22 @@ async def test_key_change_drops_the_open_session(cloud: Cloud) -> None:
         await wait_for(lambda: device.id in cloud.server.sessions)
     finally:
         await fleet.stop()
+
+
+async def test_rotation_accepts_old_and_new_until_the_old_is_retired(cloud: Cloud) -> None:
+    from fermion.cloud.devices import rotation
+
+    device = await cloud.new_device()  # holds the key that is about to become "previous"
+    await rotation.rotate(cloud.store, "user:test")
+    await wait_for(lambda: cloud.server.keys is not None and cloud.server.keys.previous is not None)
+    fleet = Fleet.of([device], profile=FAST)
+    fleet.start()
+    try:
+        await wait_for(lambda: device.id in cloud.server.sessions)
+        await rotation.retire(cloud.store, "user:test")
+        await wait_for(lambda: cloud.server.keys is not None and cloud.server.keys.previous is None)
+        # The open session stays; the next connection is refused like another cloud's key.
+        cloud.server.sessions[device.id].close()
+        await wait_for(lambda: fleet.runner(device.id).led == LED_SERVER_KEY)
+    finally:
+        await fleet.stop()

@@ -6,6 +6,7 @@ curl lines) as ``access_token`` in the query string or the body.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
@@ -28,6 +29,7 @@ from fermion.cloud.store.models import (
     User,
     utcnow,
 )
+from fermion.cloud.tokens import revocation_generation
 
 
 @dataclass(frozen=True)
@@ -123,14 +125,58 @@ async def lookup_token(session: AsyncSession, token: str) -> Caller | None:
     )
 
 
+class TokenCache:
+    """Recently seen live tokens, so a burst of requests costs one lookup, not one each.
+
+    Keyed by the token's SHA-256, never the token. A revocation in this process invalidates it
+    at once; another node sharing the database sees a revocation after at most ``ttl`` seconds.
+    """
+
+    def __init__(self, ttl: float = 2.0, size: int = 10_000) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._entries: dict[str, tuple[float, int, Caller]] = {}
+
+    def get(self, digest: str) -> Caller | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        seen, generation, caller = entry
+        if (
+            generation != revocation_generation()
+            or time.monotonic() - seen > self.ttl
+            or (caller.expires_at is not None and caller.expires_at <= utcnow())
+        ):
+            self._entries.pop(digest, None)
+            return None
+        return caller
+
+    def put(self, digest: str, caller: Caller) -> None:
+        if len(self._entries) >= self.size:
+            self._entries.clear()
+        self._entries[digest] = (time.monotonic(), revocation_generation(), caller)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def token_cache(request: Request) -> TokenCache:
+    return request.app.state.token_cache
+
+
 async def current_caller(request: Request, store: StoreDep) -> Caller:
     token = await token_from_request(request)
     if not token:
         raise unauthorized("The access token was not found.")
-    async with store.read() as session:
-        caller = await lookup_token(session, token)
+    cache = token_cache(request)
+    digest = hash_token(token)
+    caller = cache.get(digest)
     if caller is None:
-        raise unauthorized()
+        async with store.read() as session:
+            caller = await lookup_token(session, token)
+        if caller is None:
+            raise unauthorized()
+        cache.put(digest, caller)
     request.state.caller = caller
     return caller
 

@@ -46,8 +46,17 @@ _TYPE_ALIASES = {
 }
 _TYPE_NAMES = "installed, web, server (or two-legged, simple)"
 
+_CLIENT_UPDATE_BODY = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+        "redirect_uri": {"type": "string"},
+        "scope": {"type": "string"},
+    },
+}
 _CLIENT_BODY = {
     "type": "object",
+    "required": ["name", "type"],
     "properties": {
         "name": {"type": "string", "maxLength": 200},
         "type": {"type": "string", "enum": ["installed", "web", "server", "two-legged", "simple"]},
@@ -198,7 +207,7 @@ async def create_client(
 @router.put(
     "/v1/products/{product}/clients/{client_id}",
     summary="Rename or rescope an OAuth client",
-    openapi_extra=_doc(_CLIENT_BODY),
+    openapi_extra=_doc(_CLIENT_UPDATE_BODY),
 )
 async def update_client(
     product: str, client_id: str, request: Request, caller: CallerDep, store: StoreDep

@@ -35,15 +35,20 @@ router = APIRouter(tags=["customers"])
 
 _CUSTOMER_BODY = {
     "type": "object",
+    "required": ["email"],
     "properties": {
-        "email": {"type": "string", "maxLength": 254},
+        "email": {"type": "string", "minLength": 1, "maxLength": 254},
         "password": {"type": "string", "maxLength": 1000},
         "no_password": {"type": "boolean"},
         "client_id": {"type": "string"},
         "client_secret": {"type": "string"},
     },
 }
-_PASSWORD_BODY = {"type": "object", "properties": {"password": {"type": "string"}}}
+_PASSWORD_BODY = {
+    "type": "object",
+    "required": ["password"],
+    "properties": {"password": {"type": "string", "minLength": 1, "maxLength": 1000}},
+}
 
 
 def _doc(schema: dict[str, Any]) -> dict[str, Any]:

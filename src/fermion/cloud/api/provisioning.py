@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fermion.cloud.api.access import device_id_param, standing
@@ -20,8 +21,9 @@ from fermion.cloud.domain.keypolicy import (
 from fermion.cloud.domain.permissions import Action, PermissionDenied, Principal, check
 from fermion.cloud.domain.platforms import DEFAULT_TCP, DEFAULT_UDP
 from fermion.cloud.keyops import set_device_key
+from fermion.cloud.store import Store
 from fermion.cloud.store.audit import record
-from fermion.cloud.store.models import Device, KeyHealth, KeySource, OwnerKind
+from fermion.cloud.store.models import Device, DeviceKey, KeyHealth, KeySource, OwnerKind
 from fermion.cloud.store.queries import DeviceRow, device_row, product_by_id_or_slug
 from fermion.keys import Algorithm, LoadedKey
 
@@ -88,6 +90,33 @@ async def provision(
     key = parse_device_public_key(text, text_field(fields, "algorithm", max_len=20))
     product_ref = text_field(fields, "product_id", max_len=100)
     rid = request_id(request)
+    for attempt in (1, 2):
+        try:
+            version = await _store_key(store, caller, device_id, key, product_ref, rid)
+            break
+        except IntegrityError:
+            # Two first uploads for the same new device raced (PostgreSQL lets both see no
+            # row); the loser's transaction rolled back whole, and a second try finds the
+            # device the winner created and goes through the usual checks.
+            if attempt == 2:
+                raise
+    return {
+        "ok": True,
+        "deviceID": device_id,
+        "fingerprint": fp(key.fingerprint.hex),
+        "key_version": version.version if version is not None else None,
+        "changed": version is not None,
+    }
+
+
+async def _store_key(
+    store: Store,
+    caller: Caller,
+    device_id: str,
+    key: LoadedKey,
+    product_ref: str | None,
+    rid: str | None,
+) -> DeviceKey | None:
     async with store.write() as session:
         row = await device_row(session, device_id, for_update=True)
         if row is None:
@@ -98,7 +127,7 @@ async def provision(
             device = row.device
             current = row.key_fingerprint
             require_fits_device(key, device_id, device.transport, "publicKey")
-        version = await set_device_key(
+        return await set_device_key(
             session,
             device,
             key,
@@ -108,13 +137,6 @@ async def provision(
             request_id=rid,
             current_fingerprint=current,
         )
-    return {
-        "ok": True,
-        "deviceID": device_id,
-        "fingerprint": fp(key.fingerprint.hex),
-        "key_version": version.version if version is not None else None,
-        "changed": version is not None,
-    }
 
 
 async def _create_device(
@@ -176,7 +198,7 @@ async def _may_upload(
     session: AsyncSession, caller: Caller, row: DeviceRow, product_ref: str | None
 ) -> None:
     device = row.device
-    if product_ref is not None:
+    if product_ref is not None and product_ref.strip() != str(device.product_id):
         product = await product_by_id_or_slug(session, product_ref)
         if product is None:
             raise not_found(f"product_id: product {product_ref} not found")

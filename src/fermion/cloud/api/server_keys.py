@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from fastapi import APIRouter
 
 from fermion.cloud.api.auth import StoreDep
 from fermion.cloud.serverkeys import current_keys
-from fermion.keys import Algorithm, fingerprint_der
+from fermion.keys import Algorithm, fingerprint_der, public_key_pem
 from fermion.keys import load_key as _load
 
 router = APIRouter(tags=["fermion"])
 
 
+@functools.lru_cache(maxsize=16)
 def _pem(der: bytes) -> str:
-    from fermion.keys import public_key_pem
-
     return public_key_pem(_load(der, "server key").public).decode()
 
 

@@ -31,6 +31,7 @@ _ROLES = "Administrator, Developer, Support, View-only"
 
 _INVITE_BODY = {
     "type": "object",
+    "required": ["username"],
     "properties": {
         "username": {"type": "string", "maxLength": 254},
         "role": {"type": "string", "enum": ["Administrator", "Developer", "Support", "View-only"]},
@@ -38,6 +39,7 @@ _INVITE_BODY = {
 }
 _ROLE_BODY = {
     "type": "object",
+    "required": ["role"],
     "properties": {"role": _INVITE_BODY["properties"]["role"]},  # type: ignore[index]
 }
 

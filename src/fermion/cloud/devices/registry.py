@@ -165,7 +165,7 @@ class Recorder:
     ``flush()`` waits until everything queued so far is written (tests, shutdown).
     """
 
-    def __init__(self, store: Store, *, max_batch: int = 500, linger: float = 0.05) -> None:
+    def __init__(self, store: Store, *, max_batch: int = 2000, linger: float = 0.25) -> None:
         self._store = store
         self._queue: asyncio.Queue[Fact | asyncio.Future[None]] = asyncio.Queue()
         self._max_batch = max_batch
@@ -215,11 +215,23 @@ class Recorder:
 
 
 async def write_facts(session: AsyncSession, facts: Iterable[Fact]) -> None:
+    """Write a batch: facts about the same device or address are merged first, and rows are
+    read and updated in bulk, so a batch costs a few statements whatever its size."""
+    outcomes: dict[tuple[str | None, str | None, Outcome], tuple[OutcomeFact, int]] = {}
+    presence: dict[str, Presence] = {}
+    handshook: set[str] = set()
+    device_outcome: dict[str, Outcome] = {}
     for fact in facts:
         if isinstance(fact, OutcomeFact):
-            await _write_outcome(session, fact)
+            key = (fact.device_id, None if fact.device_id else fact.address, fact.outcome)
+            count = outcomes[key][1] + 1 if key in outcomes else 1
+            outcomes[key] = (fact, count)
+            if fact.device_id is not None:
+                device_outcome[fact.device_id] = fact.outcome
         elif isinstance(fact, Presence):
-            await _write_presence(session, fact)
+            presence[fact.device_id] = fact
+            if fact.handshake:
+                handshook.add(fact.device_id)
         elif isinstance(fact, CandidateSeen):
             await _write_candidate(session, fact)
         else:
@@ -231,33 +243,75 @@ async def write_facts(session: AsyncSession, facts: Iterable[Fact]) -> None:
                 )
                 .values(possession_proven=True)
             )
-
-
-async def _write_outcome(session: AsyncSession, fact: OutcomeFact) -> None:
-    at = fact.at or utcnow()
-    stmt = select(HandshakeOutcome).where(HandshakeOutcome.outcome == fact.outcome.value)
-    if fact.device_id is not None:
-        stmt = stmt.where(HandshakeOutcome.device_id == fact.device_id)
-    else:
-        stmt = stmt.where(
-            HandshakeOutcome.device_id.is_(None), HandshakeOutcome.remote_address == fact.address
+    if outcomes:
+        await _write_outcomes(session, outcomes)
+    rows: list[dict[str, object]] = []
+    for device_id in presence.keys() | device_outcome.keys():
+        values: dict[str, object] = {"id": device_id}
+        seen = presence.get(device_id)
+        if seen is not None:
+            values.update(online=seen.online, last_heard=seen.at)
+            if device_id in handshook:
+                values.update(last_handshake_at=seen.at, last_ip_address=seen.address)
+        outcome = device_outcome.get(device_id)
+        if outcome is not None:
+            values["last_outcome"] = outcome.value
+            if outcome is Outcome.OK:
+                values["key_health"] = KeyHealth.OK
+            elif outcome is Outcome.KEY_MISMATCH:
+                values["key_health"] = KeyHealth.MISMATCH
+        rows.append(values)
+    if rows:
+        existing = set(
+            await session.scalars(select(Device.id).where(Device.id.in_([r["id"] for r in rows])))
         )
-    row = await session.scalar(stmt.limit(1))
-    if row is None:
-        detail = {"count": 1, "first_at": _iso(at), "reason": fact.reason}
-        session.add(
-            HandshakeOutcome(
-                device_id=fact.device_id,
-                remote_address=fact.address,
-                outcome=fact.outcome.value,
-                detail=json.dumps(detail),
-                fingerprint=fact.fingerprint,
-                at=at,
+        # Group by the set of columns: one executemany per shape.
+        shapes: dict[tuple[str, ...], list[dict[str, object]]] = {}
+        for r in rows:
+            if r["id"] in existing:
+                shapes.setdefault(tuple(sorted(r)), []).append(r)
+        for batch in shapes.values():
+            await session.execute(update(Device), batch)
+
+
+async def _write_outcomes(
+    session: AsyncSession,
+    outcomes: dict[tuple[str | None, str | None, Outcome], tuple[OutcomeFact, int]],
+) -> None:
+    device_ids = {k[0] for k in outcomes if k[0] is not None}
+    addresses = {k[1] for k in outcomes if k[0] is None}
+    found: dict[tuple[str | None, str | None, str], HandshakeOutcome] = {}
+    if device_ids:
+        for row in await session.scalars(
+            select(HandshakeOutcome).where(HandshakeOutcome.device_id.in_(device_ids))
+        ):
+            found.setdefault((row.device_id, None, row.outcome), row)
+    if addresses:
+        for row in await session.scalars(
+            select(HandshakeOutcome).where(
+                HandshakeOutcome.device_id.is_(None),
+                HandshakeOutcome.remote_address.in_(addresses),
             )
-        )
-    else:
+        ):
+            found.setdefault((None, row.remote_address, row.outcome), row)
+    for (device_id, address, outcome), (fact, count) in outcomes.items():
+        at = fact.at or utcnow()
+        row = found.get((device_id, address, outcome.value))
+        if row is None:
+            detail = {"count": count, "first_at": _iso(at), "reason": fact.reason}
+            session.add(
+                HandshakeOutcome(
+                    device_id=device_id,
+                    remote_address=fact.address,
+                    outcome=outcome.value,
+                    detail=json.dumps(detail),
+                    fingerprint=fact.fingerprint,
+                    at=at,
+                )
+            )
+            continue
         detail = parse_outcome_detail(row.detail)
-        detail["count"] = int(detail.get("count", 1)) + 1
+        detail["count"] = int(detail.get("count", 1)) + count  # type: ignore[call-overload]
         detail["reason"] = fact.reason
         row.detail = json.dumps(detail)
         row.at = at
@@ -265,11 +319,6 @@ async def _write_outcome(session: AsyncSession, fact: OutcomeFact) -> None:
         if fact.fingerprint is not None:
             row.fingerprint = fact.fingerprint
     await session.flush()
-    if fact.device_id is not None:
-        values: dict[str, object] = {"last_outcome": fact.outcome.value}
-        if fact.outcome is Outcome.KEY_MISMATCH:
-            values["key_health"] = KeyHealth.MISMATCH
-        await session.execute(update(Device).where(Device.id == fact.device_id).values(**values))
 
 
 def parse_outcome_detail(text: str | None) -> dict[str, object]:
@@ -278,18 +327,6 @@ def parse_outcome_detail(text: str | None) -> dict[str, object]:
     except ValueError:
         data = {}
     return data if isinstance(data, dict) else {}
-
-
-async def _write_presence(session: AsyncSession, fact: Presence) -> None:
-    values: dict[str, object] = {"online": fact.online, "last_heard": fact.at}
-    if fact.handshake:
-        values.update(
-            last_handshake_at=fact.at,
-            last_ip_address=fact.address,
-            key_health=KeyHealth.OK,
-            last_outcome=Outcome.OK.value,
-        )
-    await session.execute(update(Device).where(Device.id == fact.device_id).values(**values))
 
 
 async def _write_candidate(session: AsyncSession, fact: CandidateSeen) -> None:

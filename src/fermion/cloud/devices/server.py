@@ -320,8 +320,8 @@ class _Link(asyncio.Protocol):
     # -- asyncio callbacks ----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not subclass asyncio.Transport; they have the same methods.
+        self.transport = transport  # type: ignore[assignment]
         server = self.server
         peer = transport.get_extra_info("peername")
         self.address = str(peer[0]) if peer else "?"
@@ -329,12 +329,12 @@ class _Link(asyncio.Protocol):
         if not server.limiter.allowed(self.address, now):
             metrics.REFUSED.labels("rate_limited").inc()
             self.finished = True
-            transport.abort()
+            self.transport.abort()  # type: ignore[union-attr]
             return
         if server.handshaking >= server.config.max_handshakes:
             metrics.REFUSED.labels("busy").inc()
             self.finished = True
-            transport.abort()
+            self.transport.abort()  # type: ignore[union-attr]
             return
         assert server.keys is not None
         self.conn = ServerConnection(
@@ -345,7 +345,7 @@ class _Link(asyncio.Protocol):
         self.handshaking = True
         self.deadline = now + server.config.block_timeout
         self.conn.initiate()
-        transport.write(self.conn.data_to_send())
+        self.transport.write(self.conn.data_to_send())  # type: ignore[union-attr]
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn

@@ -14,13 +14,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+from fermion.cloud.store.sqlite_inline import connect_factory
 
 _BEGIN_OPTION = "fermion_begin"
 _SQLITE_BUSY_MS = 30_000
@@ -29,6 +31,10 @@ _SQLITE_BUSY_MS = 30_000
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if not url.startswith("sqlite"):
         return create_async_engine(url, pool_pre_ping=False, **kwargs)
+    database = make_url(url).database
+    if database and database != ":memory:" and "async_creator" not in kwargs:
+        # Statements run on the loop's thread instead of aiosqlite's (see sqlite_inline).
+        kwargs["async_creator"] = connect_factory(database)
     engine = create_async_engine(url, **kwargs)
 
     @event.listens_for(engine.sync_engine, "connect")

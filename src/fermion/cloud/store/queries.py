@@ -20,13 +20,17 @@ class DeviceRow:
     key_algorithm: str | None
 
 
+_DEVICE_ROWS = (
+    select(Device, User.email, Customer.email, DeviceKey.fingerprint, DeviceKey.algorithm)
+    .outerjoin(User, User.id == Device.owner_user_id)
+    .outerjoin(Customer, Customer.id == Device.owner_customer_id)
+    .outerjoin(DeviceKey, DeviceKey.id == Device.current_key_id)
+)
+
+
 def device_rows() -> Select[Any]:
-    return (
-        select(Device, User.email, Customer.email, DeviceKey.fingerprint, DeviceKey.algorithm)
-        .outerjoin(User, User.id == Device.owner_user_id)
-        .outerjoin(Customer, Customer.id == Device.owner_customer_id)
-        .outerjoin(DeviceKey, DeviceKey.id == Device.current_key_id)
-    )
+    """Devices with owner emails and current key (statements are immutable: built once)."""
+    return _DEVICE_ROWS
 
 
 def _row(r: Any) -> DeviceRow:

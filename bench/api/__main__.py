@@ -1,0 +1,395 @@
+"""API benchmark: key uploads and device reads against a real ``fermion serve``.
+
+    python -m bench.api [--backend sqlite|postgres|both] [--clients 50] [--seconds 10]
+
+Starts ``fermion serve`` on loopback over a fresh database, imports the devices, then runs two
+workloads with N concurrent keep-alive HTTP/1.1 clients, each sending its next request as soon as
+the last reply arrived:
+
+- ``upload``: ``POST /v1/provisioning/:id`` (form, as particle-cli sends it) with a new RSA public
+  key for one of the client's own devices: every request appends a key version and its audit
+  event in one transaction.
+- ``read``: ``GET /v1/devices/:id``.
+
+Reports throughput, p50/p99 latency, and the CPU the server and the load generator used over
+the measured window (the generator shares the machine's cores with the server, so its share is
+printed to show how much of the machine the numbers leave to the server). PostgreSQL needs
+``FERMION_TEST_POSTGRES_URL`` (or ``--postgres-url``): a URL of a role that may create databases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from fermion.cloud import admin
+from fermion.cloud.store import Store
+from fermion.keys import Algorithm, generate_device_key, public_key_pem
+
+DEVICES_PER_CLIENT = 20
+KEY_POOL = 64
+PASSWORD = "bench-password-1"
+
+
+@dataclass
+class Result:
+    backend: str
+    workload: str
+    clients: int
+    requests: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    server_cpu: float  # cores used on average over the window
+    generator_cpu: float
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+
+# --- the server ---------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, database_url: str, data_dir: Path) -> None:
+        self.database_url = database_url
+        self.data_dir = data_dir
+        self.port = _free_port()
+        env = {**os.environ, "FERMION_DATABASE_URL": database_url}
+        self.log = (data_dir / "serve.log").open("wb")
+        profile = os.environ.get("FERMION_BENCH_PROFILE")  # a path: run the server under cProfile
+        prefix = ["-m", "cProfile", "-o", profile] if profile else []
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                *prefix,
+                "-m",
+                "fermion.cli.main",
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"fermion serve exited; see {data_dir / 'serve.log'}")
+            try:
+                httpx.get(f"http://127.0.0.1:{self.port}/v1/server-keys", timeout=2)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise SystemExit("fermion serve did not start")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server process (all its threads)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+async def _pg(url: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+# --- a minimal keep-alive HTTP/1.1 client (cheap, so the generator leaves CPU to the server) ---
+
+
+class Connection:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader
+        self.writer: asyncio.StreamWriter
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+
+    async def request(self, raw: bytes) -> int:
+        self.writer.write(raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        if length:
+            await self.reader.readexactly(length)
+        return status
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _request(method: str, path: str, token: str, body: bytes = b"") -> bytes:
+    lines = [
+        f"{method} {path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        f"Authorization: Bearer {token}",
+        f"Content-Length: {len(body)}",
+    ]
+    if body:
+        lines.append("Content-Type: application/x-www-form-urlencoded")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+# --- workloads ----------------------------------------------------------------------------
+
+
+def upload_requests(
+    token: str, pid: int, devices: list[str], pems: list[str]
+) -> Callable[[int, int], bytes]:
+    def make(client: int, n: int) -> bytes:
+        slot = n % DEVICES_PER_CLIENT
+        device = devices[client * DEVICES_PER_CLIENT + slot]
+        # The same device gets a different key each round, so every upload writes a version.
+        key = pems[(n // DEVICES_PER_CLIENT + client + slot) % len(pems)]
+        body = urlencode(
+            {
+                "deviceID": device,
+                "publicKey": key,
+                "filename": "cli",
+                "order": f"manual_{n}",
+                "algorithm": "rsa",
+                "product_id": str(pid),
+            }
+        ).encode()
+        return _request("POST", f"/v1/provisioning/{device}", token, body)
+
+    return make
+
+
+def read_requests(token: str, devices: list[str]) -> Callable[[int, int], bytes]:
+    def make(client: int, n: int) -> bytes:
+        device = devices[(client * DEVICES_PER_CLIENT + n) % len(devices)]
+        return _request("GET", f"/v1/devices/{device}", token)
+
+    return make
+
+
+async def run_load(
+    server: Server,
+    make: Callable[[int, int], bytes],
+    clients: int,
+    seconds: float,
+    warmup: float,
+) -> tuple[list[float], int, float, float, float]:
+    conns = [Connection(server.port) for _ in range(clients)]
+    await asyncio.gather(*(c.open() for c in conns))
+    latencies: list[float] = []
+    errors = 0
+    start_at = time.perf_counter() + warmup
+    stop_at = start_at + seconds
+    marks: dict[str, float] = {}
+
+    async def client(i: int) -> None:
+        nonlocal errors
+        n = 0
+        conn = conns[i]
+        while True:
+            raw = make(i, n)
+            t0 = time.perf_counter()
+            if t0 >= stop_at:
+                return
+            status = await conn.request(raw)
+            t1 = time.perf_counter()
+            if t0 >= start_at:
+                latencies.append(t1 - t0)
+                if status != 200:
+                    errors += 1
+            n += 1
+
+    async def sampler() -> None:
+        await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
+        marks["server0"], marks["gen0"] = server.cpu_seconds(), time.process_time()
+        await asyncio.sleep(max(0.0, stop_at - time.perf_counter()))
+        marks["server1"], marks["gen1"] = server.cpu_seconds(), time.process_time()
+
+    await asyncio.gather(sampler(), *(client(i) for i in range(clients)))
+    for c in conns:
+        c.close()
+    server_cpu = (marks["server1"] - marks["server0"]) / seconds
+    gen_cpu = (marks["gen1"] - marks["gen0"]) / seconds
+    return latencies, errors, seconds, server_cpu, gen_cpu
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+# --- one backend --------------------------------------------------------------------------
+
+
+async def _setup(database_url: str, clients: int) -> tuple[str, int]:
+    store = Store(database_url)
+    try:
+        email = f"bench-{secrets.token_hex(3)}@example.com"
+        await admin.create_user(store, email, PASSWORD)
+        product = await admin.create_product(store, "Bench", email, "photon")
+        return email, product.id
+    finally:
+        await store.close()
+
+
+def bench_backend(
+    backend: str, database_url: str, data_dir: Path, args: argparse.Namespace
+) -> list[Result]:
+    server = Server(database_url, data_dir)
+    try:
+        email, pid = asyncio.run(_setup(database_url, args.clients))
+        base = f"http://127.0.0.1:{server.port}"
+        token = httpx.post(
+            f"{base}/oauth/token",
+            data={
+                "grant_type": "password",
+                "username": email,
+                "password": PASSWORD,
+                "client_id": "particle",
+                "client_secret": "particle",
+                "expires_in": "0",
+            },
+        ).json()["access_token"]
+        devices = [secrets.token_hex(12) for _ in range(args.clients * DEVICES_PER_CLIENT)]
+        imported = httpx.post(
+            f"{base}/v1/products/{pid}/devices",
+            json={"ids": devices},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=120,
+        )
+        imported.raise_for_status()
+        pems = [
+            public_key_pem(generate_device_key(Algorithm.RSA).public_key()).decode()
+            for _ in range(KEY_POOL)
+        ]
+        results = []
+        workloads: list[tuple[str, Callable[[int, int], bytes]]] = [
+            ("upload", upload_requests(token, pid, devices, pems)),
+            ("read", read_requests(token, devices)),
+        ]
+        for name, make in workloads:
+            if args.workload not in ("both", name):
+                continue
+            lat, errors, secs, server_cpu, gen_cpu = _run(
+                run_load(server, make, args.clients, args.seconds, args.warmup)
+            )
+            results.append(
+                Result(
+                    backend,
+                    name,
+                    args.clients,
+                    len(lat),
+                    errors,
+                    secs,
+                    _pct(lat, 0.5),
+                    _pct(lat, 0.99),
+                    server_cpu,
+                    gen_cpu,
+                )
+            )
+            print(_row(results[-1]), flush=True)
+        return results
+    finally:
+        server.stop()
+
+
+def _run(coro: Awaitable[tuple[list[float], int, float, float, float]]) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+HEADER = (
+    "| backend | workload | clients | requests | errors | req/s | p50 ms | p99 ms "
+    "| server CPU (cores) | generator CPU (cores) |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def _row(r: Result) -> str:
+    return (
+        f"| {r.backend} | {r.workload} | {r.clients} | {r.requests} | {r.errors} | "
+        f"{r.rate:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.server_cpu:.2f} | "
+        f"{r.generator_cpu:.2f} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.api", description=__doc__.split("\n")[0])
+    parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--workload", choices=("upload", "read", "both"), default="both")
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--postgres-url", default=os.environ.get("FERMION_TEST_POSTGRES_URL"))
+    args = parser.parse_args()
+    load = os.getloadavg()[0]
+    print(f"cores: {os.cpu_count()}; load average before the run: {load:.2f}")
+    print(HEADER, flush=True)
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    for backend in backends:
+        with tempfile.TemporaryDirectory(prefix="fermion-bench-") as tmp:
+            if backend == "sqlite":
+                url = f"sqlite+aiosqlite:///{Path(tmp) / 'fermion.db'}"
+                bench_backend(backend, url, Path(tmp), args)
+                continue
+            if not args.postgres_url:
+                print("| postgres | skipped: no --postgres-url / FERMION_TEST_POSTGRES_URL |")
+                continue
+            name = f"fermion_bench_{secrets.token_hex(4)}"
+            asyncio.run(_pg(args.postgres_url, f'CREATE DATABASE "{name}"'))
+            try:
+                url = f"{args.postgres_url.rsplit('/', 1)[0]}/{name}"
+                bench_backend(backend, url, Path(tmp), args)
+            finally:
+                asyncio.run(
+                    _pg(args.postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                )
+
+
+if __name__ == "__main__":
+    main()

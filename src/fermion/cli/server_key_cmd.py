@@ -1,0 +1,149 @@
+"""``fermion server-key``: show, export, rotate and retire the cloud's server key."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from fermion.errors import FermionError
+
+app = typer.Typer(help="The cloud's own key pair (what devices hold as the server key).")
+console = Console(highlight=False, soft_wrap=True)
+T = TypeVar("T")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data directory (default: FERMION_HOME or the user's)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+class ExportFormat(StrEnum):
+    DER = "der"
+    PEM = "pem"
+    PARTICLE = "particle"
+
+
+def _run(data_dir: Path | None, op: Callable[..., Awaitable[T]], *args: object) -> T:
+    from fermion.cloud.settings import Settings
+    from fermion.cloud.store import Store, upgrade
+
+    settings = Settings.from_env(data_dir=data_dir)
+    settings.ensure_data_dir()
+    upgrade(settings.database_url)
+
+    async def go() -> T:
+        store = Store(settings.database_url)
+        try:
+            return await op(store, *args)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _key_json(row: Any) -> dict[str, Any]:
+    from fermion.keys import fingerprint_der
+
+    fp = fingerprint_der(row.public_der)
+    return {
+        "id": row.id,
+        "algorithm": row.algorithm,
+        "state": row.state,
+        "fingerprint": fp.sha256,
+        "short": fp.short,
+        "created_at": row.created_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+@app.command()
+def show(data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
+    """List the server keys: current, previous (still accepted), retired."""
+    from fermion.cloud.devices.rotation import server_keys
+
+    rows = [_key_json(r) for r in _run(data_dir, server_keys)]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        console.print(
+            f"{row['state']:<9} {row['algorithm']}  {row['fingerprint']}  "
+            f"created {row['created_at']}"
+        )
+
+
+@app.command()
+def export(
+    fmt: Annotated[
+        ExportFormat, typer.Option("--format", "-f", help="der, pem, or particle (padded file).")
+    ] = ExportFormat.DER,
+    host: Annotated[str | None, typer.Option("--host", help="Address for a particle file.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port for a particle file.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="File to write.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Write the current public key: DER, PEM, or the padded file ``keys server`` writes."""
+    from fermion.cloud.devices.rotation import current_key
+    from fermion.fsutil import atomic_write
+    from fermion.keys import load_key, public_key_pem
+    from fermion.keys.serverfile import Transport, encode_server_key_file
+
+    if fmt is not ExportFormat.PARTICLE and (host is not None or port is not None):
+        raise FermionError("--host/--port: only a particle file carries an address")
+    row = _run(data_dir, current_key)
+    public = load_key(row.public_der, "server key").public
+    if fmt is ExportFormat.DER:
+        data = row.public_der
+    elif fmt is ExportFormat.PEM:
+        data = public_key_pem(public)
+    else:
+        data = encode_server_key_file(public, host, port, Transport.TCP)
+    if out is None:
+        if fmt is ExportFormat.PEM:
+            typer.echo(data.decode(), nl=False)
+            return
+        out = Path(f"server.{'der' if fmt is ExportFormat.DER else 'particle.der'}")
+    atomic_write(out, data)
+    console.print(f"wrote {fmt.value} server key to {out}")
+
+
+@app.command()
+def rotate(data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
+    """Make a new server key; the old one stays accepted until ``retire``."""
+    from fermion.cloud.devices.rotation import rotate as do_rotate
+
+    row = _key_json(_run(data_dir, do_rotate, _actor()))
+    if as_json:
+        typer.echo(json.dumps(row, indent=2))
+        return
+    console.print(
+        f"new current server key {row['fingerprint']}; the previous one is still accepted "
+        "until 'fermion server-key retire'. Give devices the new key with 'keys server'."
+    )
+
+
+@app.command()
+def retire(data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
+    """End a rotation: devices still holding the previous key are refused from now on."""
+    from fermion.cloud.devices.rotation import retire as do_retire
+
+    row = _key_json(_run(data_dir, do_retire, _actor()))
+    if as_json:
+        typer.echo(json.dumps(row, indent=2))
+        return
+    console.print(f"retired server key {row['fingerprint']}")

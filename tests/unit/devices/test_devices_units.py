@@ -1,0 +1,63 @@
+"""Pure parts of the device server and the simulator: limits, activity memory, --cloud."""
+
+from __future__ import annotations
+
+import pytest
+
+from fermion.cloud.devices.limits import FailureLimiter
+from fermion.cloud.devices.server import ActivityLog
+from fermion.device.online import parse_cloud
+from fermion.errors import DeviceError
+
+
+def test_failed_handshakes_over_the_limit_refuse_the_address_for_the_window() -> None:
+    limiter = FailureLimiter(limit=3, window=60)
+    for _ in range(3):
+        assert limiter.allowed("10.0.0.1", 0)
+        limiter.failed("10.0.0.1", 0)
+    assert not limiter.allowed("10.0.0.1", 1)
+    assert limiter.allowed("10.0.0.2", 1)  # other addresses are not affected
+    assert limiter.allowed("10.0.0.1", 61)  # a new window
+
+
+def test_the_limiter_forgets_the_oldest_addresses_first() -> None:
+    limiter = FailureLimiter(limit=1, window=60, max_addresses=100)
+    for i in range(1000):
+        limiter.failed(f"10.0.{i // 256}.{i % 256}", 0)
+    assert len(limiter._windows) <= 100
+    assert limiter.allowed("10.0.0.0", 1)  # forgotten
+    assert not limiter.allowed("10.0.3.231", 1)  # recent
+
+
+def test_activity_is_bounded_per_device_and_in_devices() -> None:
+    log = ActivityLog(max_devices=2, events_kept=3, data_kept=4)
+    for i in range(10):
+        log.event("a", f"e{i}", b"0123456789", False)
+    entry = log.get("a")
+    assert entry is not None
+    assert [e[1] for e in entry.events] == ["e7", "e8", "e9"]
+    assert all(e[2] == b"0123" for e in entry.events)
+    log.describe("b", 1, b"{}")
+    log.describe("c", 2, b"{}")
+    assert log.get("a") is None  # least recently heard dropped
+    assert log.get("c") is not None and log.get("c").describe == {2: b"{}"}  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:5999", ("127.0.0.1", 5999)),
+        ("localhost", ("localhost", 5683)),
+        ("[::1]:6000", ("::1", 6000)),
+    ],
+)
+def test_cloud_addresses(text: str, expected: tuple[str, int]) -> None:
+    assert parse_cloud(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["device.spark.io:5683", "8.8.8.8:5683", "127.0.0.1:x", "::1:70000"]
+)
+def test_cloud_addresses_refused(text: str) -> None:
+    with pytest.raises(DeviceError):
+        parse_cloud(text)
