@@ -41,6 +41,24 @@ class Result:
         return json.loads(self.out)
 
 
+def serve_has_device_server() -> bool:
+    import inspect
+
+    from fermion.cli import serve_cmd
+
+    return "device_port" in inspect.signature(serve_cmd.serve).parameters
+
+
+def stop_process(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def has_command(*words: str) -> bool:
     """Whether the CLI has ``fermion WORDS...`` (another branch may not have landed yet)."""
     done = subprocess.run([*CLI, *words, "--help"], capture_output=True, text=True, check=False)
@@ -53,6 +71,8 @@ class Cloud:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[str] | None = None
     clients: dict[str, tuple[str, str]] = field(default_factory=dict)
+    device_port: int | None = None
+    runners: list[subprocess.Popen[str]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -61,6 +81,8 @@ class Cloud:
     def env(self, profile: str | None = None, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FERMION_")}
         env.update(FERMION_HOME=str(self.home), FERMION_API_URL=self.url, COLUMNS="200")
+        if self.device_port:
+            env["FERMION_DEVICE_ADDRESS"] = f"127.0.0.1:{self.device_port}"
         if profile:
             env["FERMION_PROFILE"] = profile
         env.update(extra)
@@ -69,8 +91,12 @@ class Cloud:
     def start(self) -> Cloud:
         self.home.mkdir(parents=True, exist_ok=True)
         log = open(self.home / "serve.log", "w")  # noqa: SIM115 - lives as long as the process
+        args = [*CLI, "serve", "--port", str(self.port)]
+        if serve_has_device_server():
+            self.device_port = free_port()
+            args += ["--device-port", str(self.device_port)]
         self.proc = subprocess.Popen(
-            [*CLI, "serve", "--port", str(self.port)],
+            args,
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -89,6 +115,8 @@ class Cloud:
         raise RuntimeError("fermion serve did not answer within 60 s")
 
     def stop(self) -> None:
+        for runner in self.runners:
+            stop_process(runner)
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGINT)
             try:
@@ -145,8 +173,47 @@ class Cloud:
         r.raise_for_status()
         return str(r.json()["access_token"])
 
+    def server_key_file(self) -> Path:
+        path = self.home / "cloud-server.pub.pem"
+        if not path.exists():
+            keys = self.api(None, "GET", "/v1/server-keys")["keys"]
+            path.write_text(next(k for k in keys if k["algorithm"] == "rsa")["public_key"])
+        return path
+
     def sim(self, platform: str = "photon") -> str:
-        return str(self.cli("sim", "create", "-p", platform, "--json").json[0]["id"])
+        """A new simulated device pointed at this cloud (when it runs a device server)."""
+        args = ["sim", "create", "-p", platform, "--json"]
+        if self.device_port:
+            args += ["--server-key", str(self.server_key_file()), "--host", "127.0.0.1"]
+            args += ["--port", str(self.device_port)]
+        return str(self.cli(*args).json[0]["id"])
+
+    def run_devices(self, *devices: str) -> subprocess.Popen[str]:
+        """``fermion sim run`` for these devices, in the background until the cloud stops."""
+        log = open(self.home / f"sim-run-{len(self.runners)}.log", "w")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [*CLI, "sim", "run", *devices, "--ping", "2"],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.runners.append(proc)
+        return proc
+
+    def wait_online(
+        self, profile: str, device: str, fingerprint: str | None = None, timeout: float = 90
+    ) -> dict[str, Any]:
+        """Poll the cloud until it reports the device online (with that key current)."""
+        deadline = time.monotonic() + timeout
+        body: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            body = self.api(profile, "GET", f"/v1/devices/{device}")
+            if body.get("online") and fingerprint in (None, body.get("key_fingerprint")):
+                return body
+            time.sleep(0.5)
+        raise AssertionError(f"device {device} not online within {timeout} s: {body}")
 
     def saved_key(self, device: str, name: str | None = None) -> tuple[Path, str]:
         """``keys save`` the device's key (as a customer would); (pub.pem path, fingerprint)."""

@@ -21,11 +21,12 @@ NO_DEVICE_SERVER = (
 )
 
 
-def require_online(cloud: Cloud, device: str) -> None:
+def require_online(cloud: Cloud, device: str, profile: str) -> None:
     """The last check of a scenario: the device handshakes with the repaired key."""
-    if not has_command("sim", "run"):
+    if not has_command("sim", "run") or not cloud.device_port:
         pytest.xfail(NO_DEVICE_SERVER)
-    raise AssertionError("wire `fermion sim run` here once it lands")  # pragma: no cover
+    cloud.run_devices(device)
+    cloud.wait_online(profile, device, device_key(cloud, device))
 
 
 def device_key(cloud: Cloud, device: str) -> str | None:
@@ -65,12 +66,16 @@ def product_device(cloud: Cloud, t: dict[str, Any], claim: str | None = None) ->
     return device
 
 
-def brownout(cloud: Cloud, device: str) -> str:
-    """Erase the DCT (Gen 2 brownout): the device makes a new key the cloud does not hold."""
+def brownout(cloud: Cloud, device: str, server_key: bool = True) -> str:
+    """Erase the DCT (Gen 2 brownout): the device makes a new key the cloud does not hold, and
+    loses the server key. ``server_key``: the person at the device then runs `keys server`
+    (no login needed: it asks the cloud for its key), as the seed's first step says."""
     before = device_key(cloud, device)
     cloud.cli("sim", "fault", device, "--brownout")
     after = device_key(cloud, device)
     assert after and after != before
+    if server_key:
+        cloud.cli("keys", "server", "--device", device, profile="at-the-device")
     return after
 
 
@@ -101,7 +106,7 @@ def test_wrong_server_key_is_fixed_by_keys_server_from_the_cloud(cloud: Cloud, t
     info = cloud.cli("sim", "inspect", device, "--json").json
     assert info["server_key"]["fingerprint"]["sha256"] == cloud_key
     assert info["server_address"]["stored"]["host"] == "127.0.0.1"
-    require_online(cloud, device)
+    require_online(cloud, device, who)
 
 
 # --- development device ---------------------------------------------------------------------
@@ -114,8 +119,7 @@ def test_development_device_keys_doctor(cloud: Cloud) -> None:
         pub, _ = cloud.saved_key(d)
         cloud.cli("keys", "send", d, str(pub), profile=who)
     before = cloud.snapshot(who, [bystander])
-    brownout(cloud, device)
-    cloud.cli("keys", "server", "--device", device, profile=who)
+    brownout(cloud, device, server_key=False)  # the doctor puts the cloud's server key back
 
     out = cloud.cli("keys", "doctor", device, "--json", profile=who).json
 
@@ -124,7 +128,7 @@ def test_development_device_keys_doctor(cloud: Cloud) -> None:
     assert cloud.snapshot(who, [device])[device][3] == on_device
     assert cloud.snapshot(who, [bystander]) == before
     assert any(a == "key.upload" and who in actor for actor, a in audit_actions(cloud, who, device))
-    require_online(cloud, device)
+    require_online(cloud, device, who)
 
 
 # --- product device claimed to one account, and unclaimed product device --------------------
@@ -149,7 +153,7 @@ def test_product_device_customer_saves_team_member_sends(cloud: Cloud, claimed: 
     assert after[bystander] == before[bystander]
     actions = audit_actions(cloud, owner, device)
     assert any(a == "key.upload" and f"developer{t['n']}@" in actor for actor, a in actions)
-    require_online(cloud, device)
+    require_online(cloud, device, owner)
 
 
 @pytest.mark.parametrize("claimed", [True, False], ids=["one-account", "unclaimed"])
@@ -197,7 +201,7 @@ def test_two_legged_customer_device_atomic_repair(cloud: Cloud) -> None:
     assert after[device][1] == t["customers"][0]  # the customer keeps the device
     assert after[other] == before[other]
     assert any(a == "key.repair" for _, a in audit_actions(cloud, owner, device))
-    require_online(cloud, device)
+    require_online(cloud, device, owner)
 
 
 def test_two_legged_customer_device_particle_compatible(cloud: Cloud) -> None:
@@ -385,3 +389,84 @@ def test_bad_input_stops_before_anything_changes(cloud: Cloud, tmp_path) -> None
     )
     assert r.code == 1
     assert cloud.snapshot(owner, [device]) == before
+
+
+# --- the key the device presented: approve, reject, repair without a key file ---------------
+
+
+def wait_candidate(cloud: Cloud, profile: str, device: str, timeout: float = 90) -> dict[str, Any]:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = cloud.api(profile, "GET", f"/v1/devices/{device}/keys/candidates")["candidates"]
+        proven = [c for c in found if c["status"] == "pending" and c["possession_proven"]]
+        if proven:
+            return proven[0]
+        time.sleep(0.5)
+    raise AssertionError(f"device {device} presented no proven key within {timeout} s")
+
+
+def _running_broken(cloud: Cloud, t: dict[str, Any], claim: str | None) -> tuple[str, str]:
+    if not has_command("sim", "run") or not cloud.device_port:
+        pytest.xfail(NO_DEVICE_SERVER)
+    owner = t["people"]["owner"]
+    device = product_device(cloud, t, claim=claim)
+    cloud.run_devices(device)
+    cloud.wait_online(owner, device)
+    new_fp = brownout(cloud, device)
+    candidate = wait_candidate(cloud, owner, device)
+    assert candidate["fingerprint"] == new_fp
+    return device, new_fp
+
+
+@pytest.mark.parametrize("claim", ["owner", None, "customer"])
+def test_keys_repair_uses_the_key_the_device_presented(cloud: Cloud, claim: str | None) -> None:
+    t = team(cloud)
+    owner, dev = t["people"]["owner"], t["people"]["developer"]
+    who = {"owner": owner, None: None, "customer": t["customers"][0]}[claim]
+    device, new_fp = _running_broken(cloud, t, who)
+    before = cloud.snapshot(owner, [device])
+
+    out = cloud.cli("keys", "repair", device, "--json", profile=dev).json
+
+    assert out["plan"][0] == "approve" and out["online"] is True
+    after = cloud.snapshot(owner, [device])[device]
+    assert after[3] == new_fp and after[:3] == before[device][:3]
+    assert "key.candidate.approve" in [a for _, a in audit_actions(cloud, owner, device)]
+
+
+def test_keys_approve_and_reject(cloud: Cloud) -> None:
+    t = team(cloud)
+    owner, dev = t["people"]["owner"], t["people"]["developer"]
+    approved, fp_a = _running_broken(cloud, t, owner)
+    rejected, fp_r = _running_broken(cloud, t, None)
+
+    cloud.cli("keys", "reject", rejected, profile=dev)
+    cloud.cli("keys", "approve", approved, profile=dev)
+
+    cloud.wait_online(owner, approved, fp_a)
+    body = cloud.api(owner, "GET", f"/v1/devices/{rejected}")
+    assert body["key_fingerprint"] != fp_r and not body["online"]
+    statuses = [
+        c["status"]
+        for c in cloud.api(owner, "GET", f"/v1/devices/{rejected}/keys/candidates")["candidates"]
+    ]
+    assert "rejected" in statuses
+    r = cloud.cli("keys", "approve", approved, profile=t["people"]["support"], ok=False)
+    assert r.code == 1
+
+
+def test_refused_doctor_leaves_a_running_device_online_with_its_old_key(cloud: Cloud) -> None:
+    if not has_command("sim", "run") or not cloud.device_port:
+        pytest.xfail(NO_DEVICE_SERVER)
+    t = team(cloud)
+    owner = t["people"]["owner"]
+    device = product_device(cloud, t, claim=owner)
+    cloud.run_devices(device)
+    old = device_key(cloud, device)
+    cloud.wait_online(owner, device, old)
+    r = cloud.cli("keys", "doctor", device, profile=t["people"]["view_only"], ok=False)
+    assert r.code == 1 and "not changed" in r.err
+    assert device_key(cloud, device) == old
+    assert cloud.wait_online(owner, device, old)["key_fingerprint"] == old
