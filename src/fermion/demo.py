@@ -361,7 +361,7 @@ def _start_devices(demo: Demo) -> bool:
     }
     if "run" not in names:
         return False
-    _start(demo, ["sim", "run"], "sim-run.log")
+    _start(demo, ["sim", "run", "--all"], "sim-run.log")
     return True
 
 
