@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from repair_harness import Cloud
 
 pytestmark = pytest.mark.integration
 
@@ -122,3 +123,27 @@ def test_no_device_in_dfu_mode(dfu: Dfu) -> None:
 def test_missing_dfu_util(dfu: Dfu) -> None:
     done = dfu.run("keys", "save", "x", "--dfu", ok=False, PATH="/nonexistent")
     assert done.returncode == 1 and "dfu-util is not installed" in done.stderr
+
+
+def test_keys_doctor_over_dfu(dfu: Dfu, cloud: Cloud) -> None:
+    """The doctor on real hardware: upload first, then write through dfu-util, then leave DFU."""
+    device = dfu.device  # type: ignore[attr-defined]
+    cloud.cli("admin", "create-user", "hw@example.com", "--password", "correct horse battery")
+    env = {
+        **cloud.env("hw"),
+        "PATH": dfu.env["PATH"],
+        **{k: v for k, v in dfu.env.items() if k.startswith("FAKE_DFU")},
+    }
+    dfu.env.update(env)
+    dfu.run("login", "-u", "hw@example.com", "-p", "correct horse battery")
+    dfu.run("keys", "save", "before", "--dfu")
+    dfu.run("keys", "send", device, "before.pub.pem")
+    done = dfu.run("keys", "doctor", device, "--dfu", "--json")
+    out = json.loads(done.stdout)
+    dfu.run("keys", "save", "after", "--dfu")
+    from fermion.keys import load_key_file
+
+    assert load_key_file(dfu.cwd / "after.pub.pem").fingerprint.sha256 == out["fingerprint"]
+    writes = [c for c in _rw(dfu.calls()) if "-D" in c]
+    assert writes[-1][7].endswith(":leave")  # the device left DFU mode to boot the new key
+    assert ["34"] in [[w[7]] for w in writes]
