@@ -2,7 +2,7 @@
 
     python -m bench.api [--backend sqlite|postgres|both] [--clients 50] [--seconds 10]
 
-Starts ``fermion serve`` on loopback over a fresh database, imports the devices, then runs two
+Starts ``fermion serve`` on loopback over a fresh database, imports the devices, then runs three
 workloads with N concurrent keep-alive HTTP/1.1 clients, each sending its next request as soon as
 the last reply arrived:
 
@@ -10,6 +10,8 @@ the last reply arrived:
   key for one of the client's own devices: every request appends a key version and its audit
   event in one transaction.
 - ``read``: ``GET /v1/devices/:id``.
+- ``floor``: a path no route matches (HTTP parsing, middleware, the error handler; no
+  database): the baseline the others' CPU per request is compared with, in the same run.
 
 Reports throughput, p50/p99 latency, and the CPU the server and the load generator used over
 the measured window (the generator shares the machine's cores with the server, so its share is
@@ -61,6 +63,11 @@ class Result:
     @property
     def rate(self) -> float:
         return self.requests / self.seconds
+
+    @property
+    def server_ms_per_request(self) -> float:
+        """Server CPU per request: what the machine's load does not change much."""
+        return self.server_cpu * self.seconds / max(1, self.requests) * 1000
 
 
 # --- the server ---------------------------------------------------------------------------
@@ -198,6 +205,12 @@ def upload_requests(
     return make
 
 
+def floor_requests(token: str) -> Callable[[int, int], bytes]:
+    """A path no route matches: HTTP, middleware and the error handler, no database."""
+    raw = _request("GET", "/v1/no-such-endpoint", token)
+    return lambda client, n: raw
+
+
 def read_requests(token: str, devices: list[str]) -> Callable[[int, int], bytes]:
     def make(client: int, n: int) -> bytes:
         device = devices[(client * DEVICES_PER_CLIENT + n) % len(devices)]
@@ -209,6 +222,7 @@ def read_requests(token: str, devices: list[str]) -> Callable[[int, int], bytes]
 async def run_load(
     server: Server,
     make: Callable[[int, int], bytes],
+    expect: int,
     clients: int,
     seconds: float,
     warmup: float,
@@ -234,7 +248,7 @@ async def run_load(
             t1 = time.perf_counter()
             if t0 >= start_at:
                 latencies.append(t1 - t0)
-                if status != 200:
+                if status != expect:
                     errors += 1
             n += 1
 
@@ -304,15 +318,17 @@ def bench_backend(
             for _ in range(KEY_POOL)
         ]
         results = []
-        workloads: list[tuple[str, Callable[[int, int], bytes]]] = [
-            ("upload", upload_requests(token, pid, devices, pems)),
-            ("read", read_requests(token, devices)),
+        # The floor first: the other rows are compared with it.
+        workloads: list[tuple[str, Callable[[int, int], bytes], int]] = [
+            ("floor", floor_requests(token), 404),
+            ("upload", upload_requests(token, pid, devices, pems), 200),
+            ("read", read_requests(token, devices), 200),
         ]
-        for name, make in workloads:
-            if args.workload not in ("both", name):
+        for name, make, expect in workloads:
+            if args.workload not in ("all", name):
                 continue
             lat, errors, secs, server_cpu, gen_cpu = _run(
-                run_load(server, make, args.clients, args.seconds, args.warmup)
+                run_load(server, make, expect, args.clients, args.seconds, args.warmup)
             )
             results.append(
                 Result(
@@ -328,7 +344,8 @@ def bench_backend(
                     gen_cpu,
                 )
             )
-            print(_row(results[-1]), flush=True)
+            floor = next((r for r in results if r.workload == "floor"), None)
+            print(_row(results[-1], floor), flush=True)
         return results
     finally:
         server.stop()
@@ -345,23 +362,29 @@ def _run(coro: Awaitable[tuple[list[float], int, float, float, float]]) -> Any:
 
 HEADER = (
     "| backend | workload | clients | requests | errors | req/s | p50 ms | p99 ms "
-    "| server CPU (cores) | generator CPU (cores) |\n"
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| server CPU (cores) | server CPU ms/request | CPU/request vs floor "
+    "| generator CPU (cores) |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
-def _row(r: Result) -> str:
+def _row(r: Result, floor: Result | None) -> str:
+    ratio = (
+        f"{r.server_ms_per_request / floor.server_ms_per_request:.1f}x"
+        if floor is not None and floor.server_ms_per_request > 0
+        else "-"
+    )
     return (
         f"| {r.backend} | {r.workload} | {r.clients} | {r.requests} | {r.errors} | "
         f"{r.rate:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.server_cpu:.2f} | "
-        f"{r.generator_cpu:.2f} |"
+        f"{r.server_ms_per_request:.2f} | {ratio} | {r.generator_cpu:.2f} |"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.api", description=__doc__.split("\n")[0])
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
-    parser.add_argument("--workload", choices=("upload", "read", "both"), default="both")
+    parser.add_argument("--workload", choices=("upload", "read", "floor", "all"), default="all")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
@@ -389,6 +412,7 @@ def main() -> None:
                 asyncio.run(
                     _pg(args.postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                 )
+    print(f"load average after the run: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fermion.cloud.api.errors import unauthorized
@@ -184,15 +184,16 @@ async def current_caller(request: Request, store: StoreDep) -> Caller:
 CallerDep = Annotated[Caller, Depends(current_caller)]
 
 
+_members = TeamMembership.__table__
+_ROLE = select(_members.c.role).where(
+    _members.c.product_id == bindparam("product_id"), _members.c.user_id == bindparam("user_id")
+)
+
+
 async def actor_in_product(session: AsyncSession, caller: Caller, product_id: int) -> Actor | None:
     """The caller's standing in a product, for ``permissions.check``."""
     if caller.kind is OwnerKind.USER:
-        role = await session.scalar(
-            select(TeamMembership.role).where(
-                TeamMembership.product_id == product_id,
-                TeamMembership.user_id == caller.user_id,
-            )
-        )
+        role = await session.scalar(_ROLE, {"product_id": product_id, "user_id": caller.user_id})
         return Role(role) if role else None
     if caller.product_id != product_id:
         return None

@@ -20,10 +20,10 @@ from fermion.cloud.domain.keypolicy import (
 )
 from fermion.cloud.domain.permissions import Action, PermissionDenied, Principal, check
 from fermion.cloud.domain.platforms import DEFAULT_TCP, DEFAULT_UDP
-from fermion.cloud.keyops import set_device_key
+from fermion.cloud.keyops import KeyVersion, set_device_key
 from fermion.cloud.store import Store
 from fermion.cloud.store.audit import record
-from fermion.cloud.store.models import Device, DeviceKey, KeyHealth, KeySource, OwnerKind
+from fermion.cloud.store.models import Device, KeyHealth, KeySource, OwnerKind
 from fermion.cloud.store.queries import DeviceRow, device_row, product_by_id_or_slug
 from fermion.keys import Algorithm, LoadedKey
 
@@ -116,7 +116,7 @@ async def _store_key(
     key: LoadedKey,
     product_ref: str | None,
     rid: str | None,
-) -> DeviceKey | None:
+) -> KeyVersion | None:
     async with store.write() as session:
         row = await device_row(session, device_id, for_update=True)
         if row is None:

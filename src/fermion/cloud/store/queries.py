@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fermion.cloud.store.models import Customer, Device, DeviceKey, Product, User
@@ -38,13 +38,15 @@ def _row(r: Any) -> DeviceRow:
     return DeviceRow(device, user_email or customer_email, customer_email, key_fp, key_alg)
 
 
+_BY_ID = _DEVICE_ROWS.where(Device.id == bindparam("device_id"))
+_BY_ID_FOR_UPDATE = _BY_ID.with_for_update(of=Device)
+
+
 async def device_row(
     session: AsyncSession, device_id: str, *, for_update: bool = False
 ) -> DeviceRow | None:
-    stmt = device_rows().where(Device.id == device_id)
-    if for_update:
-        stmt = stmt.with_for_update(of=Device)
-    r = (await session.execute(stmt)).first()
+    stmt = _BY_ID_FOR_UPDATE if for_update else _BY_ID
+    r = (await session.execute(stmt, {"device_id": device_id})).first()
     return _row(r) if r is not None else None
 
 
