@@ -155,36 +155,33 @@ def _rate_main(args: tuple[Any, ...]) -> tuple[int, float]:
     return done, (end.user - start.user) + (end.system - start.system)
 
 
-def _hold_main(args: tuple[Any, ...]) -> int:
-    port, pems, server_der, count, ready, release = args
+async def _hold(
+    port: int, pems: list[tuple[str, bytes]], server_der: bytes, pid: int
+) -> tuple[int, int, int, int]:
+    """Connect every device and keep it; RSS of the worker before, while held, and after."""
     keys, server = _load_keys(pems, server_der)
+    base = rss_kb(pid)
+    writers: list[Any] = []
+    sem = asyncio.Semaphore(64)
 
-    async def go() -> int:
-        writers: list[Any] = []
-        sem = asyncio.Semaphore(64)
+    async def one(device_id: bytes, key: Any) -> None:
+        async with sem:
+            for _ in range(5):
+                try:
+                    w = await _handshake(port, device_id, key, server, True)
+                except OSError:
+                    w = None
+                if w:
+                    writers.append(w)
+                    return
 
-        async def one(i: int) -> None:
-            device_id, key = keys[i]
-            async with sem:
-                for _ in range(5):
-                    try:
-                        w = await _handshake(port, device_id, key, server, True)
-                    except OSError:
-                        w = None
-                    if w:
-                        writers.append(w)
-                        return
-
-        await asyncio.gather(*(one(i) for i in range(count)))
-        ready.set()
-        while not release.is_set():
-            await asyncio.sleep(0.2)
-        for w in writers:
-            w.close()
-        await asyncio.sleep(1)
-        return len(writers)
-
-    return asyncio.run(go())
+    await asyncio.gather(*(one(i, k) for i, k in keys))
+    await asyncio.sleep(2)
+    held = rss_kb(pid)
+    for w in writers:
+        w.close()
+    await asyncio.sleep(3)
+    return len(writers), base, held, rss_kb(pid)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -272,26 +269,15 @@ def main() -> None:
         try:
             pid = pool.processes[0].pid
             time.sleep(1)
-            base = rss_kb(pid)
-            ready, release = context.Event(), context.Event()
-            holder = context.Pool(1)
-            result = holder.apply_async(
-                _hold_main,
-                ((port, pems[: options.hold], server_der, options.hold, ready, release),),
+            count, base, held, after = asyncio.run(
+                _hold(port, pems[: options.hold], server_der, pid)
             )
-            ready.wait()
-            time.sleep(2)
-            held = rss_kb(pid)
-            release.set()
-            count = result.get()
-            holder.close()
-            time.sleep(3)
-            after = rss_kb(pid)
             per_device = (held - base) * 1024 / max(count, 1)
             print(
                 f"held {count} connected devices: worker RSS {base / 1024:.1f} MB -> "
                 f"{held / 1024:.1f} MB = {per_device / 1024:.1f} KB per device; "
-                f"after all disconnected: {after / 1024:.1f} MB"
+                f"after all disconnected: {after / 1024:.1f} MB",
+                flush=True,
             )
         finally:
             pool.stop()

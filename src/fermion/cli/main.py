@@ -26,22 +26,23 @@ err_console = Console(stderr=True, highlight=False)
 def _mount() -> None:
     # Imported here so that `fermion --help` stays fast and one topic's import cost is not paid
     # by another.
-    from importlib import import_module
+    from fermion.cli import (
+        admin_cmd,
+        db_cmd,
+        keys_cmd,
+        serve_cmd,
+        server_key_cmd,
+        sim_cmd,
+        sim_online_cmd,
+    )
 
-    for topic in ("sim", "keys", "serve", "admin", "db", "server_key"):
-        module_name = f"fermion.cli.{topic}_cmd"
-        try:
-            module = import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue  # a topic whose branch has not landed yet
-        if topic == "serve":
-            app.command("serve")(module.serve)
-        else:
-            if topic == "sim":
-                import_module("fermion.cli.sim_online_cmd").register(module.app)
-            app.add_typer(module.app, name=topic.replace("_", "-"))
+    app.add_typer(sim_cmd.app, name="sim")
+    app.add_typer(keys_cmd.app, name="keys")
+    app.command("serve")(serve_cmd.serve)
+    app.add_typer(admin_cmd.app, name="admin")
+    app.add_typer(db_cmd.app, name="db")
+    sim_online_cmd.register(sim_cmd.app)
+    app.add_typer(server_key_cmd.app, name="server-key")
     # The API-client topics register several top-level commands each (login, device, ...);
     # repair_cmd adds send/doctor/repair/approve/reject to `keys`, so it comes after it.
     from fermion.cli import account_cmd, fleet_cmd, repair_cmd, up_cmd

@@ -12,6 +12,7 @@ from rich.console import Console
 from fermion.cloud.settings import DEFAULT_HOST, DEFAULT_PORT, Settings
 
 console = Console(stderr=True, highlight=False)
+DEFAULT_DEVICE_PORT = 5683
 
 
 def _is_loopback(host: str) -> bool:
@@ -42,8 +43,9 @@ def serve(
         typer.Option("--data-dir", help="Data directory (default: FERMION_HOME or the user's)."),
     ] = None,
     device_port: Annotated[
-        int, typer.Option(help="TCP port of the device server (0: off).", min=0, max=65535)
-    ] = 5683,
+        int | None,
+        typer.Option(help="TCP port of the device server [default: 5683] (0: off).", min=0),
+    ] = None,
     device_workers: Annotated[
         int,
         typer.Option(
@@ -70,7 +72,7 @@ def serve(
     )
     if devices is not None:
         console.print(
-            f"device server on tcp://{host}:{device_port}"
+            f"device server on tcp://{host}:{devices.config.port}"
             + (f" ({device_workers} worker processes)" if device_workers else "")
         )
     uvicorn.run(
@@ -83,10 +85,16 @@ def serve(
     )
 
 
-def _device_service(settings: Settings, host: str, port: int, workers: int) -> Any:
-    """The device server to start with the app (None when ``--device-port 0``)."""
+def _device_service(settings: Settings, host: str, port: int | None, workers: int) -> Any:
+    """The device server to start with the app (None when ``--device-port 0``).
+
+    Without ``--device-port`` the default port is used if it is free; a second ``fermion serve``
+    on the machine then runs without a device server instead of failing.
+    """
     if port == 0:
         return None
+    optional = port is None
+    port = DEFAULT_DEVICE_PORT if port is None else port
     if workers > 0:
         import os
         import tempfile
@@ -98,4 +106,6 @@ def _device_service(settings: Settings, host: str, port: int, workers: int) -> A
     from fermion.cloud.devices.limits import DeviceServerConfig
     from fermion.cloud.devices.service import DeviceService
 
-    return DeviceService(DeviceServerConfig(host=host, port=port), workers, settings.database_url)
+    return DeviceService(
+        DeviceServerConfig(host=host, port=port), workers, settings.database_url, optional=optional
+    )

@@ -185,3 +185,30 @@ async def test_rotation_accepts_old_and_new_until_the_old_is_retired(cloud: Clou
         await wait_for(lambda: fleet.runner(device.id).led == LED_SERVER_KEY)
     finally:
         await fleet.stop()
+
+
+async def test_key_error_bits_are_published_after_connecting(cloud: Cloud) -> None:
+    from fermion.device.dct import write_server_key_file
+    from fermion.keys.serverfile import Transport, encode_server_key_file
+
+    device = await cloud.new_device()
+    # The right server key but no address: Device OS falls back to the backup address and sets
+    # SERVER_ADDRESS_BLANK (4); --cloud still takes it to this cloud.
+    image = device.load_image()
+    key = (await cloud.server_private_key()).public_key()
+    write_server_key_file(image, Transport.TCP, encode_server_key_file(key, None, None))
+    device.save_image(image)
+    boot(device)
+    fleet = Fleet.of([device], cloud=("127.0.0.1", cloud.port), profile=FAST)
+    fleet.start()
+    try:
+
+        def published() -> bool:
+            activity = cloud.server.activity.get(device.id)
+            return activity is not None and any(
+                e[1] == "spark/device/key/error" and e[2] == b"4" for e in activity.events
+            )
+
+        await wait_for(published)
+    finally:
+        await fleet.stop()

@@ -19,6 +19,7 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from fermion.cloud.devices.limits import DeviceServerConfig
+from fermion.errors import FermionError
 
 log = logging.getLogger("fermion.devices")
 
@@ -84,8 +85,6 @@ class WorkerPool:
             while not ready.wait(0.2):
                 if not process.is_alive():
                     self.stop()
-                    from fermion.errors import FermionError
-
                     raise FermionError(
                         f"device worker exited at start (port {self.config.port} in use?)"
                     )
@@ -109,7 +108,16 @@ class WorkerPool:
 class DeviceService:
     """What the app lifespan starts and stops."""
 
-    def __init__(self, config: DeviceServerConfig, workers: int, database_url: str) -> None:
+    def __init__(
+        self,
+        config: DeviceServerConfig,
+        workers: int,
+        database_url: str,
+        *,
+        optional: bool = False,
+    ) -> None:
+        # optional: the port was not asked for explicitly; if it is taken, run without devices.
+        self.optional = optional
         self.config = config
         self.workers = workers
         self.database_url = database_url
@@ -117,11 +125,32 @@ class DeviceService:
         self.pool: WorkerPool | None = None
 
     async def start(self, store: Any) -> None:
+        try:
+            await self._start(store)
+        except (OSError, FermionError) as exc:
+            if not self.optional:
+                raise FermionError(
+                    f"device server: cannot listen on {self.config.host}:{self.config.port} ({exc})"
+                ) from None
+            log.warning(
+                "device server off: port %s is taken (%s); pass --device-port to choose one",
+                self.config.port,
+                exc,
+            )
+            self.server = None
+            self.pool = None
+
+    async def _start(self, store: Any) -> None:
         if self.workers <= 0:
             from fermion.cloud.devices.server import DeviceServer
 
-            self.server = DeviceServer(store, self.config)
-            await self.server.start()
+            server = DeviceServer(store, self.config)
+            try:
+                await server.start()
+            except BaseException:
+                await server.stop()
+                raise
+            self.server = server
             return
         from fermion.cloud.devices import registry
 
