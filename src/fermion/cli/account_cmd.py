@@ -201,6 +201,9 @@ def token_revoke(
 
 
 def register(app: typer.Typer) -> None:
+    if getattr(app, "_fermion_account_cmd", False):
+        return  # main() may mount more than once in one process (tests)
+    app._fermion_account_cmd = True  # type: ignore[attr-defined]
     app.command("login")(login)
     app.command("logout")(logout)
     app.command("whoami")(whoami)

@@ -245,6 +245,9 @@ def client_create(
 
 
 def register(app: typer.Typer) -> None:
+    if getattr(app, "_fermion_fleet_cmd", False):
+        return  # main() may mount more than once in one process (tests)
+    app._fermion_fleet_cmd = True  # type: ignore[attr-defined]
     app.add_typer(device_app, name="device")
     app.add_typer(product_app, name="product")
     app.add_typer(customer_app, name="customer")

@@ -895,8 +895,9 @@ def register(app: typer.Typer) -> None:
     for group in app.registered_groups:
         if group.name == "keys":
             keys_app = group.typer_instance
-    if keys_app is None:
-        return
+    if keys_app is None or getattr(keys_app, "_fermion_repair", False):
+        return  # main() may mount more than once in one process (tests)
+    keys_app._fermion_repair = True  # type: ignore[attr-defined]
     original = None
     for info in list(keys_app.registered_commands):
         name = info.name or (info.callback.__name__ if info.callback else None)

@@ -19,4 +19,7 @@ def up(
 
 
 def register(app: typer.Typer) -> None:
+    if getattr(app, "_fermion_up_cmd", False):
+        return  # main() may mount more than once in one process (tests)
+    app._fermion_up_cmd = True  # type: ignore[attr-defined]
     app.command("up")(up)
