@@ -126,7 +126,9 @@ def _fp_short(fp: str | None) -> str:
 
 def send(
     device_id: str = typer.Argument(..., metavar="DEVICE"),
-    file: Path = typer.Argument(..., metavar="FILE", help="Public or private key, PEM or DER."),
+    file: Path | None = typer.Argument(
+        None, metavar="[FILE]", help="Public or private key, PEM or DER (default: DEVICE.pub.pem)."
+    ),
     product_id: str | None = typer.Option(
         None, "--product-id", "--product_id", help="The device's product (product devices)."
     ),
@@ -134,7 +136,7 @@ def send(
 ) -> None:
     """Send a device's public key to the cloud (POST /v1/provisioning/:id)."""
     did = _device_id(device_id)
-    key = _read_key_arg(file, did)
+    key = _read_key_arg(file or Path(did), did)
     with ApiClient() as api:
         try:
             body = api.send_public_key(did, _pem(key), key.algorithm.api_name, product_id)
