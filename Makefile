@@ -32,6 +32,7 @@ test: $(STAMP) compat-clients
 	$(BIN)/pytest tests/unit -q
 	$(BIN)/pytest tests/integration -q
 	$(BIN)/pytest tests/compat -q
+	$(BIN)/pytest tests/scenarios -q
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
