@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test test-unit test-integration lint format bench clean
+.PHONY: up test test-unit test-integration test-compat compat-clients lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,20 +12,36 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,fast]'
 	touch $(STAMP)
 
+# The real Particle clients tests/compat drives, exactly as package-lock.json pins them.
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+compat-clients:
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(NODE_STAMP); \
+	else echo "npm not found: tests/compat will be skipped"; fi
+
 # Set up, then run the cloud on SQLite with a demo fleet (Ctrl-C stops everything).
 up: $(STAMP)
 	$(BIN)/fermion up --demo
 
-# Fast unit tests first, then integration tests (real processes and sockets on loopback).
-test: $(STAMP)
+# Fast unit tests first, then integration tests (real processes and sockets on loopback), then
+# the real Particle clients (particle-cli, particle-api-js) against a real server (tests/compat).
+test: $(STAMP) compat-clients
 	$(BIN)/pytest tests/unit -q
 	$(BIN)/pytest tests/integration -q
+	$(BIN)/pytest tests/compat -q
+	$(BIN)/pytest tests/scenarios -q
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
 test-integration: $(STAMP)
 	$(BIN)/pytest tests/integration -q
+
+test-compat: $(STAMP) compat-clients
+	$(BIN)/pytest tests/compat -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -11,9 +11,8 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import platformdirs
-
 from fermion.errors import FermionError
+from fermion.paths import default_data_dir
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -40,8 +39,7 @@ class Settings:
     ) -> Settings:
         env = os.environ if environ is None else environ
         if data_dir is None:
-            home = env.get("FERMION_HOME")
-            data_dir = Path(home) if home else Path(platformdirs.user_data_dir("fermion"))
+            data_dir = default_data_dir(env)
         data_dir = data_dir.expanduser()
         url = env.get("FERMION_DATABASE_URL") or sqlite_url(data_dir / "fermion.db")
         return cls(

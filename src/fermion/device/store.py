@@ -22,15 +22,12 @@ The data directory is ``$FERMION_HOME``, or the platform's user data directory.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import platformdirs
 
 from fermion.device.dct import (
     DctImage,
@@ -43,6 +40,7 @@ from fermion.device.platforms import Platform, transport_for
 from fermion.errors import DeviceError
 from fermion.fsutil import atomic_write
 from fermion.keys.serverfile import Transport
+from fermion.paths import default_data_dir
 
 SCHEMA = 1
 DEVICES_DIR = "devices"
@@ -53,8 +51,7 @@ ERASED_BYTE = 0xFF
 
 
 def data_dir() -> Path:
-    home = os.environ.get("FERMION_HOME")
-    return Path(home).expanduser() if home else Path(platformdirs.user_data_dir("fermion"))
+    return default_data_dir()
 
 
 def now_iso() -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 from devices_harness import Cloud, device_public, wait_for
 from typer.testing import CliRunner
 
 from fermion.cli import keys_cmd
-from fermion.cloud.keyops import set_device_key
 from fermion.cloud.store.models import Device
 from fermion.device import faults
 from fermion.device.boot import boot
@@ -99,20 +99,9 @@ async def test_brownout_key_mismatch_is_proven_then_approved(cloud: Cloud, tmp_p
         assert victim.id not in cloud.server.sessions
         row = await cloud.device(victim.id)
         assert row is not None and row.key_health == "mismatch"
-        # A person approves (the store function the approval endpoint uses).
-        async with cloud.store.write() as session:
-            device_row = await session.get(Device, victim.id)
-            assert device_row is not None
-            await set_device_key(
-                session,
-                device_row,
-                device_public(victim),
-                source="approval",
-                actor="user:test",
-                action="key.candidate.approve",
-                request_id=None,
-                current_fingerprint=old_fp,
-            )
+        # The owner approves it through the REST API (Developer or above; audited).
+        status_code, body = await approve_over_rest(cloud, victim.id, candidate.id)
+        assert status_code == 200, body
         await wait_for(lambda: victim.id in cloud.server.sessions)
         assert fleet.runner(victim.id).led == LED_CONNECTED
         # The others never noticed.
@@ -123,6 +112,39 @@ async def test_brownout_key_mismatch_is_proven_then_approved(cloud: Cloud, tmp_p
         assert candidate.status == "approved"
     finally:
         await fleet.stop()
+
+
+async def approve_over_rest(cloud: Cloud, device_id: str, candidate_id: int) -> tuple[int, Any]:
+    """POST .../candidates/:id/approve on the cloud's app, in process, as the device's owner."""
+    import httpx
+
+    from fermion.cloud import admin
+    from fermion.cloud.app import create_app
+    from fermion.cloud.settings import Settings
+    from fermion.cloud.store.models import OwnerKind
+    from fermion.cloud.tokens import TokenOwner, mint
+
+    user = await admin.create_user(cloud.store, "owner@example.com", "correct-horse-battery")
+    async with cloud.store.write() as session:
+        device_row = await session.get(Device, device_id)
+        assert device_row is not None
+        device_row.owner_user_id = user.id
+        minted = await mint(
+            session,
+            TokenOwner(OwnerKind.USER, user_id=user.id),
+            client_name="test",
+            expires_in=3600,
+            actor="test",
+        )
+    app = create_app(Settings(data_dir=cloud.home, database_url=cloud.store.url))
+    app.state.store = cloud.store  # the lifespan is not run in process; share the store
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://cloud.test") as client:
+        reply = await client.post(
+            f"/v1/devices/{device_id}/keys/candidates/{candidate_id}/approve",
+            headers={"Authorization": f"Bearer {minted.access_token}"},
+        )
+    return reply.status_code, reply.json()
 
 
 async def test_another_clouds_server_key_is_orange_then_keys_server_fixes_it(

@@ -1,8 +1,9 @@
 """Errors in Particle's shapes.
 
 ``/oauth/*`` answers ``{"error": code, "error_description": text}``; ``/v1/*`` answers
-``{"ok": false, "error": text, ...}``. A 401 on ``/v1`` carries ``error: "invalid_token"``
-because that is what particle-cli and particle-api-js test for before clearing a stored token.
+``{"ok": false, "error": text, "error_description": text, ...}``. A 401 on ``/v1`` carries
+``error: "invalid_token"`` because that is what particle-cli and particle-api-js test for before
+clearing a stored token.
 """
 
 from __future__ import annotations
@@ -67,7 +68,10 @@ def error_body(path: str, status: int, message: str, code: str | None, extra: di
     elif code:
         body = {"ok": False, "error": code, "error_description": message}
     else:
-        body = {"ok": False, "error": message}
+        # particle-api-js builds its error message from `error_description` only, and the
+        # particle-cli commands built on it print that message: without it a person sees just
+        # "HTTP error 403 from <url>" and not why (tests/compat/FINDINGS.md, F1).
+        body = {"ok": False, "error": message, "error_description": message}
     body.update(extra)
     return body
 

@@ -178,15 +178,19 @@ class Recorder:
     def put(self, fact: Fact) -> None:
         self._queue.put_nowait(fact)
 
-    async def flush(self) -> None:
+    async def flush(self, timeout: float = 30.0) -> None:
+        """Wait until everything queued so far is written (or the writer is gone)."""
+        if self._task is None or self._task.done():
+            return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(done)
-        await done
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(done), timeout)
 
     async def stop(self) -> None:
         if self._task is None:
             return
-        await self.flush()
+        await self.flush(timeout=10.0)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task

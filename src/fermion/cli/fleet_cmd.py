@@ -1,0 +1,254 @@
+"""``fermion device``, ``fermion product device``, ``fermion customer``, ``fermion client``.
+
+Thin calls to the REST API, shaped as particle-cli sends them; tables for people, ``--json`` for
+scripts, a progress bar when a command touches many devices.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from fermion.cli.api_client import ApiClient
+from fermion.cli.output import JSON_OPT, console, over_many, print_json, table
+from fermion.errors import FermionError
+
+device_app = typer.Typer(help="Devices claimed by your account.", no_args_is_help=True)
+product_app = typer.Typer(help="Products you are on the team of.", no_args_is_help=True)
+product_device_app = typer.Typer(help="Devices in a product.", no_args_is_help=True)
+customer_app = typer.Typer(help="A product's customers.", no_args_is_help=True)
+client_app = typer.Typer(help="OAuth clients.", no_args_is_help=True)
+product_app.add_typer(product_device_app, name="device")
+
+PRODUCT_ARG = typer.Argument(..., help="Product id or slug.")
+
+
+def _ids(ids: list[str] | None, file: Path | None) -> list[str]:
+    found = [i.strip().lower() for i in ids or [] if i.strip()]
+    if file is not None:
+        try:
+            text = file.read_text()
+        except OSError as exc:
+            raise FermionError(f"{file}: cannot read ({exc.strerror})") from None
+        found += [line.strip().lower() for line in text.splitlines() if line.strip()]
+    if not found:
+        raise FermionError("give at least one device id (or --file with one id a line)")
+    return found
+
+
+def _device_rows(devices: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            d.get("id"),
+            d.get("name"),
+            d.get("product_id"),
+            d.get("customer") or d.get("owner"),
+            "online" if d.get("online") else "offline",
+            d.get("key_health"),
+        )
+        for d in devices
+    ]
+
+
+_DEVICE_COLUMNS = ["id", "name", "product", "owner", "status", "key"]
+
+
+@device_app.command("list")
+def device_list(as_json: bool = JSON_OPT) -> None:
+    """List the devices claimed by your account."""
+    with ApiClient() as api:
+        devices = api.devices()
+    if as_json:
+        print_json(devices)
+        return
+    table(f"{len(devices)} device(s)", _DEVICE_COLUMNS, _device_rows(devices))
+
+
+@device_app.command("claim")
+def device_claim(
+    ids: list[str] = typer.Argument(None, help="Device ids."),
+    file: Path | None = typer.Option(None, "--file", help="One device id a line."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Claim devices to your account (POST /v1/devices id=...)."""
+    targets = _ids(ids, file)
+    with ApiClient() as api:
+        results = over_many(targets, "claiming", api.claim, as_json)
+    if as_json:
+        print_json(results)
+        return
+    for device_id in targets:
+        console.print(f"claimed {device_id}")
+
+
+@device_app.command("unclaim")
+def device_unclaim(
+    ids: list[str] = typer.Argument(None, help="Device ids."),
+    file: Path | None = typer.Option(None, "--file", help="One device id a line."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Release devices from their owner (DELETE /v1/devices/:id)."""
+    targets = _ids(ids, file)
+    with ApiClient() as api:
+        results = over_many(targets, "unclaiming", api.unclaim, as_json)
+    if as_json:
+        print_json(results)
+        return
+    for device_id in targets:
+        console.print(f"unclaimed {device_id}")
+
+
+@device_app.command("rename")
+def device_rename(device_id: str, name: str, as_json: bool = JSON_OPT) -> None:
+    """Rename a device."""
+    with ApiClient() as api:
+        body = api.rename(device_id.lower(), name)
+    if as_json:
+        print_json(body)
+        return
+    console.print(f"renamed {device_id} to {name}")
+
+
+@product_device_app.command("list")
+def product_device_list(
+    product: str = PRODUCT_ARG,
+    as_json: bool = JSON_OPT,
+) -> None:
+    """List every device of a product (all pages)."""
+    devices: list[dict[str, Any]] = []
+    with ApiClient() as api:
+        page = 1
+        while True:
+            body = api.product_devices(product, page=page)
+            devices += body.get("devices", [])
+            total = int(body.get("meta", {}).get("total_pages") or 1)
+            if page >= total:
+                break
+            page += 1
+    if as_json:
+        print_json(devices)
+        return
+    table(f"product {product}: {len(devices)} device(s)", _DEVICE_COLUMNS, _device_rows(devices))
+
+
+@product_device_app.command("add")
+def product_device_add(
+    product: str = PRODUCT_ARG,
+    ids: list[str] = typer.Argument(None, help="Device ids."),
+    file: Path | None = typer.Option(None, "--file", help="One device id a line."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Add devices to a product (one multipart file of ids, as particle-cli sends)."""
+    targets = _ids(ids, file)
+    with ApiClient() as api:
+        body = api.product_add_devices(product, targets)
+    if as_json:
+        print_json(body)
+        return
+    console.print(f"added {body.get('updated', 0)} device(s) to product {product}")
+    for key, what in (
+        ("existingDeviceIds", "already in the product"),
+        ("invalidDeviceIds", "invalid"),
+        ("nonmemberDeviceIds", "owned by someone outside the team"),
+        ("protectedDeviceIds", "protected"),
+    ):
+        if body.get(key):
+            console.print(f"  {what}: {', '.join(body[key])}")
+
+
+@product_device_app.command("remove")
+def product_device_remove(
+    product: str = PRODUCT_ARG,
+    ids: list[str] = typer.Argument(None, help="Device ids."),
+    file: Path | None = typer.Option(None, "--file", help="One device id a line."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Remove devices from a product."""
+    targets = _ids(ids, file)
+    with ApiClient() as api:
+        over_many(targets, "removing", lambda d: api.product_remove_device(product, d), as_json)
+    if as_json:
+        print_json({"removed": targets, "product": product})
+        return
+    for device_id in targets:
+        console.print(f"removed {device_id} from product {product}")
+
+
+@customer_app.command("list")
+def customer_list(product: str = PRODUCT_ARG, as_json: bool = JSON_OPT) -> None:
+    """List a product's customers and their devices."""
+    with ApiClient() as api:
+        body = api.customers(product)
+    customers = body.get("customers", [])
+    if as_json:
+        print_json(customers)
+        return
+    table(
+        f"product {product}: {len(customers)} customer(s)",
+        ["email", "devices"],
+        [(c.get("username"), ", ".join(c.get("devices", []))) for c in customers],
+    )
+
+
+@customer_app.command("create")
+def customer_create(
+    product: str = PRODUCT_ARG,
+    email: str = typer.Argument(...),
+    password: str | None = typer.Option(
+        None, "--password", help="Omit for a password-less (two-legged) customer."
+    ),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Create a customer of a product."""
+    with ApiClient() as api:
+        body = api.create_customer(product, email, password)
+    if as_json:
+        print_json({"email": email, "product": product, "token": body})
+        return
+    console.print(f"created customer {email} of product {product}")
+
+
+@customer_app.command("delete")
+def customer_delete(
+    product: str = PRODUCT_ARG, email: str = typer.Argument(...), as_json: bool = JSON_OPT
+) -> None:
+    """Delete a customer (their tokens are revoked)."""
+    with ApiClient() as api:
+        body = api.delete_customer(product, email)
+    if as_json:
+        print_json(body)
+        return
+    console.print(f"deleted customer {email} of product {product}")
+
+
+@client_app.command("create")
+def client_create(
+    name: str = typer.Argument(...),
+    product: str | None = typer.Option(None, "--product", help="Product id or slug."),
+    type_: str = typer.Option(
+        "installed", "--type", help="installed, web, or two-legged (server)."
+    ),
+    redirect_uri: str | None = typer.Option(None, "--redirect-uri"),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Create an OAuth client; its secret is shown once."""
+    with ApiClient() as api:
+        body = api.create_client(product, name, type_, redirect_uri)
+    client = body.get("client", body)
+    if as_json:
+        print_json(client)
+        return
+    console.print(f"client {client.get('id')} ({client.get('type')})")
+    console.print(f"secret (shown once): {client.get('secret')}")
+
+
+def register(app: typer.Typer) -> None:
+    if getattr(app, "_fermion_fleet_cmd", False):
+        return  # main() may mount more than once in one process (tests)
+    app._fermion_fleet_cmd = True  # type: ignore[attr-defined]
+    app.add_typer(device_app, name="device")
+    app.add_typer(product_app, name="product")
+    app.add_typer(customer_app, name="customer")
+    app.add_typer(client_app, name="client")

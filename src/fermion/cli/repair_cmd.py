@@ -1,0 +1,920 @@
+"""The ``keys`` commands that talk to the cloud: send, server (from the cloud), approve, reject,
+repair and doctor.
+
+They are added to the ``keys`` Typer app of ``keys_cmd`` by ``register`` (called from main.py);
+``keys server`` is wrapped rather than replaced: with a FILE it is the offline command, without
+one it fetches the key and device-server address of the cloud the CLI is logged in to.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from fermion.cli.api_client import ApiClient, ApiError
+from fermion.cli.output import JSON_OPT, console, print_json
+from fermion.cloud.domain.permissions import Role
+from fermion.cloud.domain.repair_plan import (
+    DeviceFacts,
+    KeyChoice,
+    KeySourceKind,
+    OwnerKind,
+    Plan,
+    StepKind,
+    plan_repair,
+)
+from fermion.device.dct import (
+    PRIVATE_KEY_SLOT,
+    is_erased_slot,
+    read_private_key_slot,
+    write_private_key,
+)
+from fermion.device.link import DeviceLink, open_link
+from fermion.errors import DeviceError, FermionError, KeyFormatError
+from fermion.fsutil import atomic_write
+from fermion.keys import (
+    LoadedKey,
+    generate_device_key,
+    load_key,
+    load_key_file,
+    private_key_der,
+    public_key_pem,
+    write_new_key_files,
+)
+from fermion.keys.serverfile import Transport
+
+DEVICE_OPT = typer.Option(None, "--device", "-d", help="A simulated device id.")
+DCT_OPT = typer.Option(None, "--dct", help="A raw DCT dump file (dfu-util -a 1 -U).")
+DFU_OPT = typer.Option(False, "--dfu", help="Real hardware in DFU mode, through dfu-util.")
+PLATFORM_OPT = typer.Option(None, "--platform", help="Platform of a --dct dump or --dfu device.")
+ONLINE_TIMEOUT = 60.0
+
+
+# --- small helpers -------------------------------------------------------------------------
+
+
+def _device_id(value: str) -> str:
+    v = value.strip().lower()
+    if len(v) != 24 or any(c not in "0123456789abcdef" for c in v):
+        raise FermionError(f"device id: {value!r} is not a device id (24 hex digits)")
+    return v
+
+
+def resolve_link(
+    device_id: str | None,
+    device: str | None,
+    dct: Path | None,
+    dfu: bool,
+    platform: str | None,
+    required: bool = True,
+) -> DeviceLink | None:
+    """The link the options name; with none, the simulated device of that id if there is one."""
+    chosen = sum(bool(x) for x in (device, dct, dfu))
+    if chosen > 1:
+        raise DeviceError("give one of --device, --dct or --dfu")
+    if dfu:
+        from fermion.device.dfu import open_dfu_link
+
+        return open_dfu_link(device_id, platform)
+    if device or dct:
+        return open_link(device, dct, platform)
+    if device_id:
+        try:
+            return open_link(device_id, None, platform)
+        except DeviceError as exc:
+            if "no such simulated device" not in str(exc):
+                raise  # e.g. a dead bootloader: a firmware fault, said as such
+            if not required:
+                return None
+            raise DeviceError(
+                f"device {device_id}: no simulated device of that id here; reach the device with "
+                "--device ID, --dct FILE or --dfu"
+            ) from None
+    if required:
+        raise DeviceError("give the device: --device ID, --dct FILE or --dfu")
+    return None
+
+
+def _read_key_arg(path: Path, device_id: str) -> LoadedKey:
+    """particle-cli's rule: FILE, or FILE.pub.pem when FILE does not exist."""
+    if not path.exists():
+        alt = path.with_name(path.name + ".pub.pem")
+        if alt.exists():
+            path = alt
+        else:
+            raise KeyFormatError(f"{path}: no such key file (nor {alt.name})")
+    return load_key_file(path)
+
+
+def _pem(key: LoadedKey) -> str:
+    return public_key_pem(key.public).decode()
+
+
+def _fp_short(fp: str | None) -> str:
+    return (fp or "none")[:20]
+
+
+# --- keys send / approve / reject -----------------------------------------------------------
+
+
+def send(
+    device_id: str = typer.Argument(..., metavar="DEVICE"),
+    file: Path | None = typer.Argument(
+        None, metavar="[FILE]", help="Public or private key, PEM or DER (default: DEVICE.pub.pem)."
+    ),
+    product_id: str | None = typer.Option(
+        None, "--product-id", "--product_id", help="The device's product (product devices)."
+    ),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Send a device's public key to the cloud (POST /v1/provisioning/:id)."""
+    did = _device_id(device_id)
+    key = _read_key_arg(file or Path(did), did)
+    with ApiClient() as api:
+        try:
+            body = api.send_public_key(did, _pem(key), key.algorithm.api_name, product_id)
+        except ApiError as exc:
+            raise ApiError(f"sending the public key of {did} failed: {exc}", exc.status) from None
+    if as_json:
+        print_json(body)
+        return
+    console.print(f"submitting public key succeeded! {key.fingerprint.sha256}")
+
+
+def _pending(api: ApiClient, did: str, fingerprint: str | None) -> dict[str, Any]:
+    candidates = [c for c in api.key_candidates(did) if c.get("status") == "pending"]
+    if fingerprint:
+        candidates = [
+            c for c in candidates if str(c.get("fingerprint", "")).startswith(fingerprint)
+        ]
+    if not candidates:
+        raise FermionError(
+            f"device {did}: no pending presented key"
+            + (f" with fingerprint {fingerprint}" if fingerprint else "")
+        )
+    if len(candidates) > 1 and not fingerprint:
+        fps = ", ".join(str(c.get("fingerprint")) for c in candidates)
+        raise FermionError(f"device {did}: several presented keys ({fps}); pick with --fingerprint")
+    return candidates[0]
+
+
+def _decide(device_id: str, fingerprint: str | None, approve: bool, as_json: bool) -> None:
+    did = _device_id(device_id)
+    verb = "approve" if approve else "reject"
+    with ApiClient() as api:
+        candidate = _pending(api, did, fingerprint)
+        body = api.request("POST", f"/v1/devices/{did}/keys/candidates/{candidate['id']}/{verb}")
+    if as_json:
+        print_json(body)
+        return
+    done = "approved" if approve else "rejected"
+    console.print(f"{done} the key {candidate.get('fingerprint')} presented by {did}")
+
+
+def approve(
+    device_id: str = typer.Argument(..., metavar="DEVICE"),
+    fingerprint: str | None = typer.Option(None, "--fingerprint", help="Which presented key."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Approve the key the device presented: it becomes the device's current key."""
+    _decide(device_id, fingerprint, True, as_json)
+
+
+def reject(
+    device_id: str = typer.Argument(..., metavar="DEVICE"),
+    fingerprint: str | None = typer.Option(None, "--fingerprint", help="Which presented key."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Reject the key the device presented."""
+    _decide(device_id, fingerprint, False, as_json)
+
+
+# --- keys server without a file -------------------------------------------------------------
+
+
+def cloud_server_key(api: ApiClient, transport: Transport) -> tuple[str, str | None, int | None]:
+    """(PEM, host, port) of the logged-in cloud's current key for ``transport``."""
+    body = api.server_keys()
+    wanted = transport.algorithm.api_name
+    keys = [k for k in body.get("keys", []) if k.get("algorithm") == wanted]
+    current = [k for k in keys if k.get("state") in (None, "current")] or keys
+    if not current:
+        raise FermionError(
+            f"the cloud at {api.api_url} has no {wanted.upper()} server key for "
+            f"{transport.value.upper()} devices"
+        )
+    chosen = current[0]
+    address = chosen.get("address") or body.get("device_server") or {}
+    host = address.get("host") if isinstance(address, dict) else None
+    port = address.get(f"{transport.value}_port") or address.get("port") if address else None
+    override = os.environ.get("FERMION_DEVICE_ADDRESS")  # host:port of the device server
+    if override:
+        host, _, raw_port = override.rpartition(":")
+        try:
+            port = int(raw_port)
+        except ValueError:
+            raise FermionError(f"FERMION_DEVICE_ADDRESS: {override!r} is not HOST:PORT") from None
+    if host is None:
+        from urllib.parse import urlsplit
+
+        host = urlsplit(api.api_url).hostname
+    return str(chosen["public_key"]), host, int(port) if port else None
+
+
+def wrap_server(original: Callable[..., None]) -> Callable[..., None]:
+    def server(
+        file: Path | None = typer.Argument(
+            None, help="Server public key (default: the cloud you are logged in to)."
+        ),
+        host: str | None = typer.Option(None, "--host", help="Server host name or IPv4 address."),
+        port: int | None = typer.Option(None, "--port", help="Server port."),
+        out: Path | None = typer.Option(None, "--out", help="Only write the formatted file here."),
+        builtin: bool = typer.Option(
+            False, "--builtin", help="Use the built-in key instead of asking the cloud."
+        ),
+        device: str | None = DEVICE_OPT,
+        dct: Path | None = DCT_OPT,
+        dfu: bool = DFU_OPT,
+        platform: str | None = PLATFORM_OPT,
+        as_json: bool = JSON_OPT,
+    ) -> None:
+        """Write a server key and address to the device. Without FILE: the key and address of
+        the cloud you are logged in to (GET /v1/server-keys), so the device joins that cloud."""
+        if dfu and (device or dct):
+            raise DeviceError("give one of --device, --dct or --dfu")
+        call = with_dfu(original)
+        if file is not None or builtin:
+            call(file, host, port, out, device, dct, platform, as_json, dfu=dfu)
+            return
+        link = resolve_link(None, device, dct, dfu, platform, required=False)
+        if link is None:
+            raise DeviceError("keys server: give --device ID or --dct FILE (or --out FILE)")
+        transport = link.transport()
+        with ApiClient() as api:
+            pem, cloud_host, cloud_port = cloud_server_key(api, transport)
+        with tempfile.TemporaryDirectory(prefix="fermion-server-key-") as tmp:
+            key_path = Path(tmp) / f"{transport.algorithm.value}.pub.pem"
+            key_path.write_text(pem)
+            call(
+                key_path,
+                host or cloud_host,
+                port if port is not None else cloud_port,
+                out,
+                device,
+                dct,
+                platform,
+                as_json,
+                dfu=dfu,
+            )
+
+    server.__name__ = "server"
+    return server
+
+
+# --- facts about a device, from the cloud -------------------------------------------------------
+
+
+@dataclass
+class CloudView:
+    device: dict[str, Any]
+    username: str | None
+    role: Role | None
+    role_known: bool = True
+    product_id: int | None = None
+
+
+def _role_from_team(team: list[dict[str, Any]], username: str | None) -> Role | None:
+    for member in team:
+        if username and str(member.get("username", "")).lower() == username.lower():
+            raw = member.get("role")
+            if isinstance(raw, dict):
+                raw = raw.get("name") or raw.get("id")
+            if isinstance(raw, str):
+                try:
+                    return Role.parse(raw)
+                except FermionError:
+                    return None
+    return None
+
+
+def cloud_view(api: ApiClient, did: str, product: str | None = None) -> CloudView:
+    try:
+        device = api.device(did, product)
+    except ApiError as exc:
+        if exc.status == 404:
+            raise FermionError(
+                f"device {did}: not found in the cloud at {api.api_url} (or not visible to you); "
+                "check the id, or pass --product"
+            ) from None
+        raise
+    username = api.user().get("username")
+    role: Role | None = None
+    known = True
+    pid = _product_of(api, device)
+    if pid is not None:
+        try:
+            owner = api.product(pid).get("user")
+            if username and str(owner or "").lower() == username.lower():
+                role = Role.OWNER
+            else:
+                role = _role_from_team(api.team(pid), username)
+        except ApiError as exc:
+            if exc.status in (401, 403):  # not on the team at all
+                role = None
+            else:
+                known = False
+    return CloudView(device, username, role, known, pid)
+
+
+def _product_of(api: ApiClient, device: dict[str, Any]) -> int | None:
+    """The device's product, or None for a sandbox (development) device."""
+    pid = device.get("product_id")
+    if pid is None:
+        return None
+    if pid != device.get("platform_id"):
+        return int(pid)
+    # Particle reports platform_id as product_id for a sandbox device, so a product whose id
+    # equals the platform id is ambiguous: ask the product whether the device is in it.
+    try:
+        api.device(str(device["id"]), int(pid))
+    except ApiError:
+        return None
+    return int(pid)
+
+
+def facts_of(view: CloudView) -> DeviceFacts:
+    d = view.device
+    customer = d.get("customer")
+    owner_email = d.get("owner")
+    if customer:
+        owner, label = OwnerKind.CUSTOMER, str(customer)
+    elif not owner_email:
+        owner, label = OwnerKind.NOBODY, None
+    elif view.username and str(owner_email).lower() == view.username.lower():
+        owner, label = OwnerKind.CALLER, str(owner_email)
+    else:
+        owner, label = OwnerKind.USER, str(owner_email)
+    health = d.get("key_health")
+    return DeviceFacts(
+        device_id=str(d["id"]),
+        owner=owner,
+        product_id=view.product_id,
+        role=view.role,
+        role_known=view.role_known,
+        owner_label=label,
+        online=bool(d.get("online")),
+        key_ok=health == "ok",
+        reachable=health == "mismatch",
+    )
+
+
+def _transport_of(device: dict[str, Any]) -> Transport:
+    return Transport(device.get("transport") or "tcp")
+
+
+def print_plan(plan: Plan) -> None:
+    if plan.refusal:
+        return
+    for i, step in enumerate(plan.steps, 1):
+        console.print(f"  {i}. {step.text}")
+    for note in plan.notes:
+        console.print(f"  note: {note}")
+
+
+def wait_online(
+    api: ApiClient, did: str, fingerprint: str | None, timeout: float, since: str | None = None
+) -> dict[str, Any] | None:
+    """Poll until the cloud reports the device online (with ``fingerprint`` current)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        d = api.device(did)
+        fresh = since is None or (d.get("last_handshake_at") or "") > since
+        if (
+            d.get("online")
+            and fresh
+            and (fingerprint is None or d.get("key_fingerprint") == fingerprint)
+        ):
+            return d
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.5)
+
+
+# --- keys repair ---------------------------------------------------------------------------
+
+
+def repair(
+    device_id: str = typer.Argument(..., metavar="DEVICE"),
+    key_file: Path | None = typer.Option(
+        None, "--key", help="The new public key (e.g. DEVICE.pub.pem from `keys save`)."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and stop."),
+    particle_compatible: bool = typer.Option(
+        False,
+        "--particle-compatible",
+        help="Customer devices: unclaim, send, customer token, claim back (the seed's steps).",
+    ),
+    product: str | None = typer.Option(None, "--product", help="Product id or slug."),
+    client_id: str | None = typer.Option(
+        None, "--client-id", help="Two-legged client id (FERMION_CLIENT_ID)."
+    ),
+    client_secret: str | None = typer.Option(
+        None, "--client-secret", help="Two-legged client secret (FERMION_CLIENT_SECRET)."
+    ),
+    timeout: float = typer.Option(ONLINE_TIMEOUT, "--timeout", help="Seconds to wait online."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Repair a device's key in the cloud: plan from what the cloud says, then act and verify."""
+    did = _device_id(device_id)
+    with ApiClient() as api:
+        api.require_token()
+        view = cloud_view(api, did, product)
+        facts = facts_of(view)
+        transport = _transport_of(view.device)
+        pem: str | None = None
+        new_fp: str | None = None
+        if key_file is not None:
+            loaded = _read_key_arg(key_file, did)
+            if loaded.algorithm is not transport.algorithm:
+                raise KeyFormatError(
+                    f"{key_file}: is an {loaded.algorithm.value.upper()} key, but device {did} "
+                    f"uses {transport.value.upper()} and needs an "
+                    f"{transport.algorithm.value.upper()} key; nothing was changed"
+                )
+            pem, new_fp = _pem(loaded), loaded.fingerprint.sha256
+            choice = KeyChoice(KeySourceKind.FILE, has_pem=True, label=f"the key in {key_file}")
+        else:
+            choice, candidate = _candidate_choice(api, did)
+            if candidate is not None:
+                new_fp = candidate.get("fingerprint")
+                pem = candidate.get("public_key")
+                if pem:
+                    choice = KeyChoice(
+                        choice.kind,
+                        choice.candidate_id,
+                        choice.possession_proven,
+                        True,
+                        choice.label,
+                    )
+        plan = plan_repair(facts, choice, particle_compatible)
+        result: dict[str, Any] = {
+            "device": did,
+            "owner": facts.owner.value,
+            "owner_label": facts.owner_label,
+            "product_id": facts.product_id,
+            "plan": [s.kind.value for s in plan.steps],
+            "steps": [s.text for s in plan.steps],
+            "notes": list(plan.notes),
+            "refusal": plan.refusal,
+        }
+        if plan.refusal:
+            raise FermionError(plan.refusal)
+        if not as_json:
+            console.print(f"repair plan for {did}:")
+            print_plan(plan)
+        if dry_run or not plan.steps:
+            if as_json:
+                print_json({**result, "done": False})
+            return
+        if particle_compatible and facts.owner is OwnerKind.CUSTOMER:
+            client_id = client_id or os.environ.get("FERMION_CLIENT_ID")
+            client_secret = client_secret or os.environ.get("FERMION_CLIENT_SECRET")
+            if not client_id or not client_secret:
+                raise FermionError(
+                    "--particle-compatible on a customer device needs the product's two-legged "
+                    "client: --client-id and --client-secret (or FERMION_CLIENT_ID/SECRET); "
+                    "nothing was changed"
+                )
+        before = view.device.get("last_handshake_at")
+        runner = _Runner(api, did, facts, pem, transport, choice, client_id, client_secret)
+        runner.run(plan)
+        final = api.device(did)
+        _check_end_state(did, facts, view.device, final, new_fp)
+        online = None
+        if any(s.kind is StepKind.WAIT_ONLINE for s in plan.steps):
+            online = wait_online(api, did, new_fp, timeout, before)
+        result.update(done=True, fingerprint=new_fp, online=bool(online))
+    if as_json:
+        print_json(result)
+    else:
+        console.print(f"repaired {did}: key {new_fp} is current, owner unchanged")
+        if online:
+            console.print(f"{did} is online with the new key")
+    if any(s.kind is StepKind.WAIT_ONLINE for s in plan.steps) and not online:
+        raise FermionError(
+            f"device {did}: the cloud holds the new key, but the device did not come online "
+            f"within {timeout:.0f} s; check it is powered and presents that key "
+            f"(`fermion keys save --device {did}`)"
+        )
+
+
+def _candidate_choice(api: ApiClient, did: str) -> tuple[KeyChoice, dict[str, Any] | None]:
+    try:
+        candidates = api.key_candidates(did)
+    except ApiError as exc:
+        if exc.status in (401, 403):
+            raise
+        candidates = []
+    pending = [c for c in candidates if c.get("status") == "pending"]
+    proven = [c for c in pending if c.get("possession_proven")]
+    chosen = (proven or pending or [None])[0]
+    if chosen is None:
+        return KeyChoice(KeySourceKind.NONE), None
+    return (
+        KeyChoice(
+            KeySourceKind.CANDIDATE,
+            candidate_id=int(chosen["id"]),
+            possession_proven=bool(chosen.get("possession_proven")),
+            label=f"the key the device presented ({chosen.get('fingerprint')})",
+        ),
+        chosen,
+    )
+
+
+class _Runner:
+    """Runs a plan's steps in order; on failure after an unclaim, claims the device back."""
+
+    def __init__(
+        self,
+        api: ApiClient,
+        did: str,
+        facts: DeviceFacts,
+        pem: str | None,
+        transport: Transport,
+        choice: KeyChoice,
+        client_id: str | None,
+        client_secret: str | None,
+    ) -> None:
+        self.api = api
+        self.did = did
+        self.facts = facts
+        self.pem = pem
+        self.algorithm = transport.algorithm.api_name
+        self.choice = choice
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.customer_token: str | None = None
+        self.unclaimed = False
+
+    def run(self, plan: Plan) -> None:
+        for i, step in enumerate(plan.steps, 1):
+            if step.kind in (StepKind.VERIFY, StepKind.WAIT_ONLINE):
+                continue
+            try:
+                self._do(step.kind, step.product_id)
+            except FermionError as exc:
+                undo = self._compensate() if self.unclaimed else ""
+                after = (
+                    "; nothing was changed"
+                    if i == 1
+                    else f"; retry with `fermion keys repair {self.did}` once the cause is fixed"
+                )
+                raise FermionError(f"step {i} ({step.text}) failed: {exc}{undo}{after}") from None
+
+    def _do(self, kind: StepKind, product_id: int | None) -> None:
+        api = self.api
+        if kind is StepKind.SEND:
+            assert self.pem is not None
+            api.send_public_key(self.did, self.pem, self.algorithm, product_id)
+        elif kind is StepKind.APPROVE:
+            api.request(
+                "POST", f"/v1/devices/{self.did}/keys/candidates/{self.choice.candidate_id}/approve"
+            )
+        elif kind is StepKind.ATOMIC_REPAIR:
+            assert self.pem is not None
+            api.repair(
+                self.did,
+                {"deviceID": self.did, "publicKey": self.pem, "algorithm": self.algorithm},
+            )
+        elif kind is StepKind.UNCLAIM:
+            api.unclaim(self.did)
+            self.unclaimed = True
+        elif kind is StepKind.CUSTOMER_TOKEN:
+            assert self.client_id and self.client_secret and self.facts.owner_label
+            body = api.customer_token(self.client_id, self.client_secret, self.facts.owner_label)
+            self.customer_token = str(body["access_token"])
+        elif kind is StepKind.CLAIM_AS_CUSTOMER:
+            assert self.customer_token
+            api.claim(self.did, token=self.customer_token)
+            self.unclaimed = False
+
+    def _compensate(self) -> str:
+        """Claim the device back to the same customer; say whether that worked."""
+        who = self.facts.owner_label
+        try:
+            if self.customer_token is None:
+                assert self.client_id and self.client_secret and who
+                body = self.api.customer_token(self.client_id, self.client_secret, who)
+                self.customer_token = str(body["access_token"])
+            self.api.claim(self.did, token=self.customer_token)
+            self.unclaimed = False
+            return f"; the device was claimed back to customer {who}"
+        except (FermionError, AssertionError) as exc:
+            return (
+                f"; claiming it back to customer {who} ALSO failed ({exc}): claim it with a "
+                f"token for {who} (POST /v1/devices id={self.did})"
+            )
+
+
+def _check_end_state(
+    did: str,
+    facts: DeviceFacts,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    new_fp: str | None,
+) -> None:
+    for field in ("owner", "customer"):
+        if (before.get(field) or None) != (after.get(field) or None):
+            raise FermionError(
+                f"device {did}: {field} changed from {before.get(field)} to {after.get(field)} "
+                "during the repair; check it with `fermion device list`"
+            )
+    if new_fp and after.get("key_fingerprint") not in (None, new_fp):
+        raise FermionError(
+            f"device {did}: the cloud's current key is {after.get('key_fingerprint')}, not the "
+            f"new key {new_fp}"
+        )
+
+
+# --- keys doctor ---------------------------------------------------------------------------
+
+
+class DoctorFailed(FermionError):
+    pass
+
+
+def doctor(
+    device_id: str = typer.Argument(..., metavar="DEVICE"),
+    device: str | None = DEVICE_OPT,
+    dct: Path | None = DCT_OPT,
+    dfu: bool = DFU_OPT,
+    platform: str | None = PLATFORM_OPT,
+    wait: bool | None = typer.Option(
+        None,
+        "--wait/--no-wait",
+        help="Wait for the device to come online (default: when the link can reset it).",
+    ),
+    timeout: float = typer.Option(ONLINE_TIMEOUT, "--timeout", help="Seconds to wait online."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """New key -> upload -> confirm -> write to the device -> reset -> online; rolls back."""
+    did = _device_id(device_id)
+    link = resolve_link(did, device, dct, dfu, platform)
+    assert link is not None
+    if link.device_id and link.device_id != did:
+        raise DeviceError(f"{link.name}: holds device id {link.device_id}, not {did}")
+    transport = link.transport()
+    steps: list[str] = []
+
+    def step(text: str) -> None:
+        steps.append(text)
+        if not as_json:
+            console.print(f"  {len(steps)}. {text}")
+
+    with ApiClient() as api:
+        api.require_token()
+        view = cloud_view(api, did)
+        d = view.device
+        if _transport_of(d) is not transport:
+            raise KeyFormatError(
+                f"device {did}: the cloud knows it as a {_transport_of(d).value.upper()} device, "
+                f"but {link.name} uses {transport.value.upper()}; nothing was changed"
+            )
+        facts = facts_of(view)
+        pid = facts.product_id
+        previous_cloud = _current_version(api, did)
+        old_slot = read_private_key_slot(link, transport)
+        backup = _backup_slot(did, transport, old_slot)
+        if not as_json:
+            console.print(f"keys doctor {did} ({link.name}):")
+        key = generate_device_key(transport.algorithm)
+        loaded = load_key(private_key_der(key), "new key")
+        new_fp = loaded.fingerprint.sha256
+        files = write_new_key_files(key, f"{did}_{transport.algorithm.value}_new")
+        step(f"made a new {transport.algorithm.value.upper()} key {new_fp} ({files['pem']})")
+
+        # Upload first: a refused upload must leave the device exactly as it was.
+        customer = facts.owner is OwnerKind.CUSTOMER
+        try:
+            if customer:
+                api.repair(
+                    did,
+                    {
+                        "deviceID": did,
+                        "publicKey": _pem(loaded),
+                        "algorithm": transport.algorithm.api_name,
+                    },
+                )
+            else:
+                api.send_public_key(did, _pem(loaded), transport.algorithm.api_name, pid)
+        except FermionError as exc:
+            raise DoctorFailed(
+                f"step 2 (upload the new key) failed: {exc}; the device and the cloud were not "
+                "changed"
+            ) from None
+        how = "atomic repair" if customer else f"sent{f' with product id {pid}' if pid else ''}"
+        step(f"uploaded the new public key ({how})")
+
+        def rollback(failed: str, reason: str, device_written: bool) -> DoctorFailed:
+            notes = []
+            if device_written:
+                try:
+                    link.write_region(PRIVATE_KEY_SLOT[transport].offset, old_slot)
+                    link.reset()
+                    notes.append("the previous key is back on the device")
+                except FermionError as exc:
+                    notes.append(
+                        f"restoring the previous key on the device FAILED ({exc}); it is saved "
+                        f"in {backup}: `fermion keys load {backup} --device {did}`"
+                    )
+            notes.append(_restore_cloud(api, did, previous_cloud))
+            return DoctorFailed(
+                f"step {failed} failed: {reason}; "
+                + "; ".join(notes)
+                + f"; retry with `fermion keys doctor {did}` once the cause is fixed"
+            )
+
+        current = api.device(did).get("key_fingerprint")
+        if current not in (None, new_fp):
+            raise rollback("3 (confirm the cloud holds it)", f"the cloud's key is {current}", False)
+        step("the cloud holds the new key")
+
+        try:
+            write_private_key(link, transport, private_key_der(key))
+        except FermionError as exc:
+            raise rollback("4 (write the key to the device)", str(exc), False) from None
+        step(f"wrote the new key to {link.name}")
+        try:
+            pointed = _ensure_server_key(api, link, transport)
+        except FermionError as exc:
+            raise rollback("4 (write the cloud's server key)", str(exc), True) from None
+        if pointed:
+            step(f"wrote this cloud's server key and address ({pointed}) to {link.name}")
+        was_online = bool(d.get("online"))
+        before = api.device(did).get("last_handshake_at")
+        try:
+            link.reset()
+        except FermionError as exc:
+            raise rollback("5 (reset the device)", str(exc), True) from None
+        step("reset the device")
+        should_wait = wait if wait is not None else (was_online or facts.reachable)
+        online = False
+        if should_wait:
+            if wait_online(api, did, new_fp, timeout, before) is None:
+                raise rollback(
+                    "6 (wait for the device to come online with the new key)",
+                    f"it did not within {timeout:.0f} s",
+                    True,
+                )
+            online = True
+            step("the device is online with the new key")
+    if as_json:
+        print_json(
+            {
+                "device": did,
+                "fingerprint": new_fp,
+                "steps": steps,
+                "online": online,
+                "backup": str(backup) if backup else None,
+            }
+        )
+        return
+    console.print(f"doctor done: {did} has key {new_fp}, and so does the cloud")
+
+
+def _ensure_server_key(api: ApiClient, link: DeviceLink, transport: Transport) -> str | None:
+    """Write the cloud's server key (and address) when the device holds another one.
+
+    A brownout or a reformat loses the server key with the device key (spark-cli #165 asked the
+    doctor to restore it). Returns the address written, or None when the key was already right.
+    """
+    from fermion.device.dct import read_server_key_slot, write_server_key_file
+    from fermion.device.serverkey import format_server_key
+    from fermion.device.store import data_dir
+    from fermion.keys import load_public_key
+
+    try:
+        pem, host, port = cloud_server_key(api, transport)
+    except FermionError:
+        return None  # this cloud serves no such devices yet: nothing better to write
+    wanted = load_public_key(pem.encode(), "the cloud's server key")
+    try:
+        held = load_key(read_server_key_slot(link, transport), "server key slot").public
+        if public_key_pem(held) == public_key_pem(wanted):
+            return None
+    except FermionError:
+        pass  # erased or corrupt: write it
+    with tempfile.TemporaryDirectory(prefix="fermion-server-key-") as tmp:
+        key_path = Path(tmp) / "server.pub.pem"
+        key_path.write_text(pem)
+        formatted = format_server_key(key_path, host, port, transport, data_dir(), link.name)
+    write_server_key_file(link, formatted.transport, formatted.data)
+    return f"{host}:{port or transport.default_port}"
+
+
+def _current_version(api: ApiClient, did: str) -> int | None:
+    try:
+        body = api.device_keys(did)
+    except ApiError:
+        return None
+    for k in body.get("keys", []):
+        if k.get("current"):
+            return int(k["version"])
+    return None
+
+
+def _restore_cloud(api: ApiClient, did: str, version: int | None) -> str:
+    if version is None:
+        return "the cloud had no key before, so it keeps the new one (the device does not hold it)"
+    try:
+        api.request("POST", f"/v1/devices/{did}/keys/{version}/restore")
+    except FermionError as exc:
+        return f"restoring key version {version} in the cloud FAILED ({exc})"
+    return f"the cloud's current key is version {version} again"
+
+
+def _backup_slot(did: str, transport: Transport, slot: bytes) -> Path | None:
+    """particle-cli keeps ``pre_...`` before overwriting; we keep the raw slot, 0600."""
+    if is_erased_slot(slot):
+        return None
+    path = Path(f"pre_{did}_{transport.algorithm.value}.der")
+    atomic_write(path, slot, mode=0o600)
+    return path
+
+
+# --- registration --------------------------------------------------------------------------
+
+_OFFLINE = ("new", "save", "load", "address", "protocol")
+
+
+def with_dfu(original: Callable[..., None]) -> Callable[..., None]:
+    """``original`` plus a ``--dfu`` option: its device link becomes the dfu-util one.
+
+    The offline commands open their link through ``keys_cmd.open_link``; with ``--dfu`` that
+    name answers with the DFU link for the duration of the call. (A stopgap until the offline
+    commands take ``--dfu`` themselves.)
+    """
+    import functools
+    import inspect
+
+    from fermion.cli import keys_cmd
+
+    sig = inspect.signature(original)
+    dfu_param = inspect.Parameter(
+        "dfu", inspect.Parameter.KEYWORD_ONLY, default=DFU_OPT, annotation=bool
+    )
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in sig.parameters.values()]
+
+    @functools.wraps(original)
+    def wrapper(*args: Any, dfu: bool = False, **kwargs: Any) -> None:
+        if not dfu:
+            return original(*args, **kwargs)
+        if kwargs.get("device") or kwargs.get("dct"):
+            raise DeviceError("give one of --device, --dct or --dfu")
+        from fermion.device.dfu import open_dfu_link
+
+        real = keys_cmd.open_link
+        keys_cmd.open_link = lambda _d, _f, platform=None: open_dfu_link(None, platform)
+        try:
+            return original(*args, **kwargs)
+        finally:
+            keys_cmd.open_link = real
+
+    wrapper.__signature__ = sig.replace(parameters=[*params, dfu_param])  # type: ignore[attr-defined]
+    return wrapper
+
+
+def register(app: typer.Typer) -> None:
+    """Add the cloud-facing commands to the ``keys`` app already mounted on ``app``."""
+    keys_app = None
+    for group in app.registered_groups:
+        if group.name == "keys":
+            keys_app = group.typer_instance
+    if keys_app is None or getattr(keys_app, "_fermion_repair", False):
+        return  # main() may mount more than once in one process (tests)
+    keys_app._fermion_repair = True  # type: ignore[attr-defined]
+    original = None
+    for info in list(keys_app.registered_commands):
+        name = info.name or (info.callback.__name__ if info.callback else None)
+        if name == "server" and info.callback is not None:
+            original = info.callback
+            keys_app.registered_commands.remove(info)
+        elif name in _OFFLINE and info.callback is not None:
+            info.callback = with_dfu(info.callback)
+    if original is not None:
+        keys_app.command("server")(wrap_server(original))
+    keys_app.command("send")(send)
+    keys_app.command("approve")(approve)
+    keys_app.command("reject")(reject)
+    keys_app.command("repair")(repair)
+    keys_app.command("doctor")(doctor)
+
+
+__all__ = ["register", "resolve_link"]
