@@ -8,6 +8,7 @@ test that uses ``cloud`` runs once per backend.
 from __future__ import annotations
 
 import asyncio
+import warnings
 import os
 import secrets
 import socket
@@ -78,7 +79,12 @@ def fresh_database(kind: str, tmp: Path) -> tuple[str, Callable[[], None]]:
     url = f"{admin_url.rsplit('/', 1)[0]}/{name}"
 
     def drop() -> None:
-        asyncio.run(_pg_exec(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        # Cleanup only: a database left behind (an autovacuum worker still attached, which a
+        # role without pg_signal_backend may not end) costs disk, not correctness.
+        try:
+            asyncio.run(_pg_exec(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        except Exception as exc:
+            warnings.warn(f"could not drop test database {name}: {exc}", stacklevel=1)
 
     return url, drop
 
