@@ -8,13 +8,13 @@ test that uses ``cloud`` runs once per backend.
 from __future__ import annotations
 
 import asyncio
-import warnings
 import os
 import secrets
 import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
