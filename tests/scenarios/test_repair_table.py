@@ -7,10 +7,12 @@ no other device, claim or key changed, and that the audit log says who did it.
 from __future__ import annotations
 
 import itertools
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from repair_harness import Cloud, has_command
+from repair_harness import Cloud, has_command, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -266,9 +268,71 @@ def test_particle_compatible_claims_back_when_a_later_step_fails(cloud: Cloud) -
 
 
 def test_key_backup_restores_the_old_key(cloud: Cloud) -> None:
-    if not has_command("sim", "create", "--key-backup", "eeprom"):
-        pytest.xfail("device: `fermion sim create --key-backup eeprom|file` has not landed")
-    raise AssertionError("write once --key-backup lands")  # pragma: no cover
+    if not has_command("sim", "run") or not cloud.device_port:
+        pytest.xfail(NO_DEVICE_SERVER)
+    who = cloud.user(f"rk{next(_n)}@example.com")
+    device = cloud.cli(
+        *("sim", "create", "-p", "photon", "--key-backup", "eeprom", "--json"),
+        *("--server-key", str(cloud.server_key_file()), "--host", "127.0.0.1"),
+        *("--port", str(cloud.device_port)),
+    ).json[0]["id"]
+    assert cloud.cli("sim", "inspect", device, "--json").json["key_backup"] == "eeprom"
+    pub1, fp1 = cloud.saved_key(device)
+    cloud.cli("keys", "send", device, str(pub1), profile=who)
+    runner = cloud.run_devices(device)
+    cloud.wait_online(who, device, fp1)
+    wait_until(lambda: backup_event(cloud, device) == "saved")  # working keys backed up
+    stop_process(runner)
+    wait_until(lambda: not cloud.api(who, "GET", f"/v1/devices/{device}").get("online"))
+
+    # Brownout: Device OS makes a new key; the customer saves it and mails it to the team.
+    fp2 = brownout(cloud, device)
+    pub2, _ = cloud.saved_key(device)
+    cloud.run_devices(device)
+    # The cloud refuses the new key; the helper restores the backup and resets the device.
+    cloud.wait_online(who, device, fp1)
+    assert device_key(cloud, device) == fp1 != fp2
+    assert backup_event(cloud, device) == "restored"
+    info = cloud.cli("sim", "inspect", device).out
+    assert "key backup      eeprom" in info and "restored" in info
+
+    # The team member uploads the mailed key, now stale: the device presents version 1 again.
+    cloud.cli("keys", "send", device, str(pub2), profile=who)
+    path = f"/v1/devices/{device}/keys/candidates"
+
+    def restored_candidate() -> dict[str, Any] | None:
+        for c in cloud.api(who, "GET", path)["candidates"]:
+            if c["fingerprint"] == fp1 and c["restored_from"]:
+                return dict(c)
+        return None
+
+    wait_until(restored_candidate)
+    candidate = restored_candidate()
+    assert candidate is not None and candidate["status"] == "pending"  # never auto-accepted
+    assert candidate["restored_from"]["version"] == 1
+    assert "matches version 1" in candidate["restored_from"]["message"]
+    assert cloud.snapshot(who, [device])[device][3] == fp2
+
+    # The one-click fix the message names.
+    cloud.api(who, "POST", candidate["restored_from"]["restore"])
+    cloud.wait_online(who, device, fp1)
+    assert any(
+        a == "key.restore" and who in actor for actor, a in audit_actions(cloud, who, device)
+    )
+
+
+def backup_event(cloud: Cloud, device: str) -> str | None:
+    status = cloud.cli("sim", "inspect", device, "--json").json["status"]
+    return (status.get("key_backup") or {}).get("event")
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 90) -> None:
+    """Poll until ``check`` is truthy; the timeout only bounds a hung test."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {timeout} s: {check}")
+        time.sleep(0.5)
 
 
 # --- View-only / Support member -------------------------------------------------------------

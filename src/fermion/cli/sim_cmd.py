@@ -16,7 +16,7 @@ from fermion.device.dct import write_server_key_file
 from fermion.device.platforms import Platform
 from fermion.device.report import describe
 from fermion.device.serverkey import FormattedServerKey, format_server_key
-from fermion.device.store import SimDevice, data_dir
+from fermion.device.store import SimDevice, data_dir, parse_key_backup
 from fermion.errors import DeviceError
 
 app = typer.Typer(
@@ -47,11 +47,18 @@ def create(
     ),
     host: str | None = typer.Option(None, "--host", help="Server address (with --server-key)."),
     port: int | None = typer.Option(None, "--port", help="Server port (with --host)."),
+    key_backup: str | None = typer.Option(
+        None,
+        "--key-backup",
+        help="Run DeviceKeyHelperRK with this store (eeprom or file): back up the keys after "
+        "each connection, restore them on a keys error (seen by `sim run`).",
+    ),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Create devices and boot them once (keys generated). Without --server-key they point at the
     built-in backup cloud (the stand-in for Particle's)."""
     parsed = Platform.parse(platform, "--platform")
+    backup = parse_key_backup(key_backup) if key_backup is not None else None
     if server_key is None and (host is not None or port is not None):
         raise DeviceError("--host/--port need --server-key (the key of the cloud at that address)")
     home = data_dir()
@@ -64,7 +71,7 @@ def create(
         )
     created = []
     for _ in range(count):
-        device = SimDevice.create(parsed, home)
+        device = SimDevice.create(parsed, home, key_backup=backup)
         if formatted is not None:
             image = device.load_image()
             write_server_key_file(image, transport, formatted.data)
@@ -123,6 +130,11 @@ def _fp_text(fp: dict[str, str] | None) -> str:
     return f"{fp['sha256']} ({fp['short']})" if fp else "-"
 
 
+def _backup_note(info: dict[str, Any]) -> str:
+    last = (info.get("status") or {}).get("key_backup") or {}
+    return f" (last: {last['event']} at {last['at']})" if last.get("event") else ""
+
+
 def _print_inspect(info: dict[str, Any]) -> None:
     console.print(f"[bold]{info['id']}[/]  {info['platform']} (platform {info['platform_id']})")
     firmware = info["firmware"]
@@ -131,6 +143,8 @@ def _print_inspect(info: dict[str, Any]) -> None:
         + (f": {firmware['fault']}" if firmware["fault"] else "")
     )
     console.print(f"  transport       {info['transport']}")
+    backup = info.get("key_backup")
+    console.print(f"  key backup      {backup or 'off'}" + _backup_note(info))
     key = info["device_key"]
     console.print(
         f"  device key      {key['state']} {key['algorithm'] or ''}  {_fp_text(key['fingerprint'])}"

@@ -43,7 +43,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from fermion.device import builtin
+from fermion.device import builtin, keymonitor
 from fermion.device.boot import analyse, boot
 from fermion.device.dct import is_erased_slot, read_private_key_slot
 from fermion.device.store import SimDevice, now_iso
@@ -283,6 +283,9 @@ class DeviceRunner:
                 backoff = self.profile.backoff_initial
                 continue
             self._write_status(attempt, address)
+            if self._restored_keys(attempt, address):
+                backoff = self.profile.backoff_initial
+                continue  # the helper reset the device: start over with the restored keys
             if attempt.state == "dead":
                 await self._wait_for_flash_change(None)
                 continue
@@ -292,6 +295,20 @@ class DeviceRunner:
                 backoff = self.profile.backoff_initial
                 continue
             backoff = min(backoff * 2, self.profile.backoff_max)
+
+    def _restored_keys(self, attempt: _Attempt, address: str | None) -> bool:
+        """DeviceKeyHelperRK on a keys error: restore the backup and reset (``keymonitor``)."""
+        code = int(attempt.error) if attempt.error is not None else None
+        if self.device.identity.key_backup is None or attempt.connected:
+            return False
+        if not keymonitor.is_keys_error(self.device.transport(), attempt.state, code):
+            return False
+        result = keymonitor.on_keys_error(self.device)
+        if result is None or not result.restored:
+            return False
+        attempt.message = f"{keymonitor.RESTORED_MESSAGE}; reset ({attempt.message})"
+        self._write_status(attempt, address)
+        return True
 
     async def _one_attempt(self) -> tuple[_Attempt | None, str | None]:
         device = self.device
@@ -502,6 +519,9 @@ class _Session:
         if self.flash.key_errors:
             conn.publish(KEY_ERROR_EVENT, str(self.flash.key_errors).encode(), private=True)
         self._flush()
+        with contextlib.suppress(FermionError, OSError):
+            # A store that cannot be written must not drop a working connection.
+            keymonitor.on_connected(device)
         runner._write_status(
             _Attempt(LED_CONNECTED, "connected", connected=True),
             f"{self.writer.get_extra_info('peername')[0]}:"

@@ -98,5 +98,6 @@ def describe(device: SimDevice) -> dict[str, Any]:
         "diagnosis": diagnose(firmware_ok, flash),
         "claim_code": read_claim_code(image),
         "claimed": read_claimed(image),
+        "key_backup": device.identity.key_backup,
         "status": status.to_json(),
     }

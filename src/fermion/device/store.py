@@ -5,7 +5,10 @@
 - ``identity.json``: what the hardware fixes and no fault can change::
 
       {"schema": 1, "id": "<24 hex>", "platform": "photon", "platform_id": 6,
-       "created": "<ISO 8601 UTC>"}
+       "created": "<ISO 8601 UTC>", "key_backup": "eeprom" | "file"}
+
+  ``key_backup`` (absent when off) says the application runs DeviceKeyHelperRK with that store:
+  the simulator backs the keys up after each connection and restores them on a keys error.
 
   The transport is *not* stored: it follows from the platform and, on the Electron, from the
   DCT's ``cloud_transport`` byte, so that a brownout on a TCP-switched Electron puts it back on
@@ -48,6 +51,7 @@ DEVICE_ID_RE = re.compile(r"^[0-9a-f]{24}$")
 # A recognisable bootloader stand-in: only "intact" vs "erased" matters to the model.
 BOOTLOADER_IMAGE = b"FERMION-SIM-BOOTLOADER\x00" + bytes(range(256)) * 2
 ERASED_BYTE = 0xFF
+KEY_BACKUP_STORES = ("eeprom", "file")  # DeviceKeyHelperEEPROM, DeviceKeyHelperSpiffsParticle
 
 
 def data_dir() -> Path:
@@ -65,27 +69,41 @@ def normalise_device_id(value: str) -> str:
     return device_id
 
 
+def parse_key_backup(value: str, source: str = "--key-backup") -> str:
+    kind = value.strip().lower()
+    if kind not in KEY_BACKUP_STORES:
+        raise DeviceError(f"{source}: {value!r} is not one of {', '.join(KEY_BACKUP_STORES)}")
+    return kind
+
+
 @dataclass(frozen=True)
 class Identity:
     id: str
     platform: Platform
     created: str
+    key_backup: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "schema": SCHEMA,
             "id": self.id,
             "platform": self.platform.value,
             "platform_id": self.platform.id,
             "created": self.created,
         }
+        if self.key_backup is not None:
+            data["key_backup"] = self.key_backup
+        return data
 
     @classmethod
     def from_json(cls, data: Any, source: str) -> Identity:
         try:
             device_id = normalise_device_id(str(data["id"]))
             platform = Platform.parse(str(data["platform"]), source)
-            return cls(device_id, platform, str(data.get("created", "")))
+            key_backup = data.get("key_backup")
+            if key_backup is not None:
+                key_backup = parse_key_backup(str(key_backup), f"{source}: key_backup")
+            return cls(device_id, platform, str(data.get("created", "")), key_backup)
         except (KeyError, TypeError):
             raise DeviceError(f"{source}: not a device identity (needs id and platform)") from None
 
@@ -180,17 +198,23 @@ class SimDevice:
 
     @classmethod
     def create(
-        cls, platform: Platform, home: Path | None = None, device_id: str | None = None
+        cls,
+        platform: Platform,
+        home: Path | None = None,
+        device_id: str | None = None,
+        key_backup: str | None = None,
     ) -> SimDevice:
         """A new device with an erased DCT (its id written in) and an intact bootloader."""
         home = home or data_dir()
+        if key_backup is not None:
+            key_backup = parse_key_backup(key_backup)
         device_id = normalise_device_id(device_id) if device_id else secrets.token_hex(12)
         folder = cls.root(home) / device_id
         try:
             folder.mkdir(parents=True, exist_ok=False)
         except FileExistsError:
             raise DeviceError(f"device {device_id}: already exists in {cls.root(home)}") from None
-        identity = Identity(device_id, platform, now_iso())
+        identity = Identity(device_id, platform, now_iso(), key_backup)
         device = cls(folder, identity)
         image = DctImage.erased(device.layout)
         write_device_id(image, device_id)

@@ -15,6 +15,7 @@ from fermion.cloud.api.provisioning import _BODY
 from fermion.cloud.api.views import candidate_json, fp, key_json
 from fermion.cloud.domain.keypolicy import parse_device_public_key, require_fits_device
 from fermion.cloud.domain.permissions import Action
+from fermion.cloud.keyhistory import EarlierVersion, earlier_versions
 from fermion.cloud.keyops import set_device_key
 from fermion.cloud.store.audit import record
 from fermion.cloud.store.models import CandidateStatus, DeviceKey, KeyCandidate, KeySource, utcnow
@@ -59,8 +60,16 @@ async def list_candidates(
         stmt = select(KeyCandidate).where(KeyCandidate.device_id == row.device.id)
         if status is not None:
             stmt = stmt.where(KeyCandidate.status == status.value)
-        found = await session.scalars(stmt.order_by(KeyCandidate.last_seen.desc()))
-        return {"ok": True, "candidates": [candidate_json(c) for c in found]}
+        found = list(await session.scalars(stmt.order_by(KeyCandidate.last_seen.desc())))
+        earlier = await earlier_versions(session, row.device.id, [c.fingerprint for c in found])
+        return {"ok": True, "candidates": [_candidate(c, earlier) for c in found]}
+
+
+def _candidate(c: KeyCandidate, earlier: dict[str, EarlierVersion]) -> dict[str, Any]:
+    """A candidate, with ``restored_from`` (version, created_at, restore path, message) when it
+    is an earlier version of the device's key, else null."""
+    match = earlier.get(c.fingerprint)
+    return {**candidate_json(c), "restored_from": match.to_json() if match else None}
 
 
 async def _decide(

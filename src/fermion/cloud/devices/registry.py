@@ -25,6 +25,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fermion.cloud.keyhistory import EarlierVersion, earlier_versions
 from fermion.cloud.store import Store
 from fermion.cloud.store.models import (
     CandidateStatus,
@@ -73,6 +74,15 @@ async def candidate_status(store: Store, device_id: str, fingerprint_hex: str) -
                 KeyCandidate.device_id == device_id, KeyCandidate.fingerprint == fingerprint_hex
             )
         )
+
+
+async def earlier_key_version(
+    store: Store, device_id: str, fingerprint_hex: str
+) -> EarlierVersion | None:
+    """The earlier version of the device's key that a presented key matches (a restored key)."""
+    async with store.read() as session:
+        found = await earlier_versions(session, device_id, [fingerprint_hex])
+    return found.get(fingerprint_hex)
 
 
 async def key_versions_since(store: Store, last_key_id: int) -> tuple[int, set[str]]:

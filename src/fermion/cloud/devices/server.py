@@ -486,6 +486,7 @@ class _Link(asyncio.Protocol):
         fp = fingerprint_der(presented).hex
         try:
             status = await registry.candidate_status(server.store, device_id, fp)
+            earlier = await registry.earlier_key_version(server.store, device_id, fp)
         except Exception:
             log.exception("device %s: reading its key candidates failed", device_id)
             self.close()
@@ -496,6 +497,8 @@ class _Link(asyncio.Protocol):
             registry.CandidateSeen(device_id, fp, "rsa", presented, self.address, utcnow())
         )
         expected = f"expected {cached.fingerprint[:16]}" if cached.fingerprint else "none held"
+        if earlier is not None:
+            expected += f"; {earlier.note}"
         if status == CandidateStatus.REJECTED:
             self._refuse(
                 Outcome.KEY_MISMATCH,
