@@ -81,6 +81,8 @@ def candidate_json(c: KeyCandidate) -> dict[str, Any]:
         "device_id": c.device_id,
         "fingerprint": fp(c.fingerprint),
         "algorithm": Algorithm(c.algorithm).api_name,
+        # The presented key itself, so a repair can send it without a copy from the device.
+        "public_key": spki_pem(c.der),
         "first_seen": iso(c.first_seen),
         "last_seen": iso(c.last_seen),
         "count": c.count,
