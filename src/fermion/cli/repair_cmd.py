@@ -275,18 +275,22 @@ class CloudView:
     product_id: int | None = None
 
 
-def _role_from_team(team: list[dict[str, Any]], username: str | None) -> Role | None:
+def role_from_team(team: list[dict[str, Any]], username: str | None) -> tuple[Role | None, bool]:
+    """(role, known) of ``username`` in a team listing, read from each member's
+    ``"role": {"id", "name"}`` as Particle lists it. Not listed: (None, True), not on the team.
+    Listed without a role we can read: (None, False), so the cloud, not a guess, decides."""
     for member in team:
         if username and str(member.get("username", "")).lower() == username.lower():
             raw = member.get("role")
             if isinstance(raw, dict):
                 raw = raw.get("name") or raw.get("id")
-            if isinstance(raw, str):
-                try:
-                    return Role.parse(raw)
-                except FermionError:
-                    return None
-    return None
+            if not isinstance(raw, str):
+                return None, False
+            try:
+                return Role.parse(raw), True
+            except FermionError:
+                return None, False
+    return None, True
 
 
 def cloud_view(api: ApiClient, did: str, product: str | None = None) -> CloudView:
@@ -309,7 +313,7 @@ def cloud_view(api: ApiClient, did: str, product: str | None = None) -> CloudVie
             if username and str(owner or "").lower() == username.lower():
                 role = Role.OWNER
             else:
-                role = _role_from_team(api.team(pid), username)
+                role, known = role_from_team(api.team(pid), username)
         except ApiError as exc:
             if exc.status in (401, 403):  # not on the team at all
                 role = None
