@@ -13,6 +13,7 @@ from fermion.cloud.api import errors, routers
 from fermion.cloud.api.auth import TokenCache
 from fermion.cloud.api.middleware import BodyLimit, RequestId
 from fermion.cloud.api.ratelimit import LoginLimiter
+from fermion.cloud.console import install as install_console
 from fermion.cloud.serverkeys import ensure_server_key
 from fermion.cloud.settings import Settings
 from fermion.cloud.store import Store
@@ -57,6 +58,7 @@ def create_app(settings: Settings, devices: DeviceService | None = None) -> Fast
     from fermion.cloud.devices.http import router as metrics_router
 
     app.include_router(metrics_router)
+    install_console(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestId)
     return app

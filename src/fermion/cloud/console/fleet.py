@@ -1,0 +1,342 @@
+"""What the fleet-health page shows: each device's key health, counted, filtered, sorted, paged.
+
+The device server records facts (``Device.key_health``, the outcome of the last handshake, the
+keys a device presented); this module only groups those facts the way a person triages a fleet,
+in SQL so that filters, sorting and paging stay one query whatever the fleet's size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fermion.cloud.devices.registry import parse_outcome_detail
+from fermion.cloud.domain.platforms import BY_ID
+from fermion.cloud.store.models import (
+    CandidateStatus,
+    Customer,
+    Device,
+    DeviceKey,
+    HandshakeOutcome,
+    KeyCandidate,
+    KeyHealth,
+    User,
+)
+from fermion.protocol.errors import Outcome
+
+PER_PAGE = 25
+# Enough addresses for any product page; the oldest beyond it are not worth a scan.
+MAX_OUTCOME_ROWS = 5000
+# The device broke the protocol after its key was accepted, or never finished a step it owes:
+# not a key problem, a firmware (or flash) one.
+FAULT_OUTCOMES = (Outcome.MALFORMED.value, Outcome.BAD_NONCE.value, Outcome.TIMEOUT.value)
+
+
+class Health(StrEnum):
+    OK = "ok"
+    PROVEN = "mismatch_proven"
+    UNPROVEN = "mismatch_unproven"
+    APPROVED = "approved"
+    SERVER_KEY = "server_key"
+    NEVER = "never"
+    FAULT = "fault"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class HealthLabel:
+    text: str
+    icon: str  # a symbol beside the colour, so the state reads without colour
+    tone: str  # css class
+
+
+LABELS: dict[Health, HealthLabel] = {
+    Health.OK: HealthLabel("OK", "✔", "good"),
+    Health.PROVEN: HealthLabel("Key mismatch — possession proven", "⚠", "warn"),
+    Health.UNPROVEN: HealthLabel("Key mismatch — unproven", "✖", "bad"),
+    Health.APPROVED: HealthLabel("Key approved — waiting for reconnect", "↻", "info"),
+    Health.SERVER_KEY: HealthLabel("Server key wrong (by address)", "⊘", "bad"),
+    Health.NEVER: HealthLabel("Never connected", "○", "muted"),
+    Health.FAULT: HealthLabel("Firmware fault", "⚡", "bad"),
+    Health.OTHER: HealthLabel("Unknown", "?", "muted"),
+}
+CARD_ORDER = [
+    Health.OK,
+    Health.PROVEN,
+    Health.UNPROVEN,
+    Health.SERVER_KEY,
+    Health.NEVER,
+    Health.FAULT,
+]
+
+_pending_proven = (
+    select(KeyCandidate.id)
+    .where(
+        KeyCandidate.device_id == Device.id,
+        KeyCandidate.status == CandidateStatus.PENDING.value,
+        KeyCandidate.possession_proven.is_(True),
+    )
+    .correlate(Device)
+    .exists()
+)
+# A person approved the key the device presented (or repaired with it): the mismatch is settled
+# and the device only has to come back.
+_approved_current = (
+    select(KeyCandidate.id)
+    .join(DeviceKey, DeviceKey.fingerprint == KeyCandidate.fingerprint)
+    .where(
+        KeyCandidate.device_id == Device.id,
+        KeyCandidate.status == CandidateStatus.APPROVED.value,
+        DeviceKey.id == Device.current_key_id,
+    )
+    .correlate(Device)
+    .exists()
+)
+
+HEALTH = case(
+    (
+        Device.key_health == KeyHealth.MISMATCH.value,
+        case(
+            (_pending_proven, Health.PROVEN.value),
+            (_approved_current, Health.APPROVED.value),
+            else_=Health.UNPROVEN.value,
+        ),
+    ),
+    (Device.last_outcome == Outcome.SERVER_KEY_MISMATCH.value, Health.SERVER_KEY.value),
+    (Device.last_outcome.in_(FAULT_OUTCOMES), Health.FAULT.value),
+    (Device.key_health == KeyHealth.OK.value, Health.OK.value),
+    (Device.last_handshake_at.is_(None), Health.NEVER.value),
+    else_=Health.OTHER.value,
+)
+OWNER = func.coalesce(User.email, Customer.email)
+
+SORTS: dict[str, Any] = {
+    "id": Device.id,
+    "name": Device.name,
+    "platform": Device.platform_id,
+    "owner": OWNER,
+    "online": Device.online,
+    "last_handshake": Device.last_handshake_at,
+    "health": HEALTH,
+}
+
+
+@dataclass(frozen=True)
+class FleetQuery:
+    health: Health | None = None
+    online: bool | None = None
+    q: str = ""
+    sort: str = "last_handshake"
+    desc: bool = True
+    page: int = 1
+
+    @classmethod
+    def parse(cls, params: dict[str, str]) -> FleetQuery:
+        """Query-string values as a person may have edited them: anything odd is ignored."""
+        try:
+            health = Health(params.get("health", "")) if params.get("health") else None
+        except ValueError:
+            health = None
+        online = {"online": True, "offline": False}.get(params.get("online", ""))
+        sort = params.get("sort", "last_handshake")
+        if sort not in SORTS:
+            sort = "last_handshake"
+        page_text = params.get("page", "1")
+        page = int(page_text) if page_text.isdigit() and 0 < len(page_text) < 7 else 1
+        return cls(
+            health=health,
+            online=online,
+            q=params.get("q", "").strip()[:100],
+            sort=sort,
+            desc=params.get("dir", "desc" if sort == "last_handshake" else "asc") == "desc",
+            page=max(1, page),
+        )
+
+    def args(self, **changes: Any) -> dict[str, str]:
+        """This query's parameters with ``changes``, for links (None drops a parameter)."""
+        values: dict[str, Any] = {
+            "health": self.health.value if self.health else None,
+            "online": None if self.online is None else ("online" if self.online else "offline"),
+            "q": self.q or None,
+            "sort": self.sort,
+            "dir": "desc" if self.desc else "asc",
+            "page": self.page,
+        }
+        values.update(changes)
+        return {k: str(v) for k, v in values.items() if v is not None and v != ""}
+
+
+@dataclass(frozen=True)
+class FleetDevice:
+    id: str
+    name: str | None
+    platform: str
+    owner: str | None
+    owner_kind: str | None  # user | customer
+    online: bool
+    last_handshake_at: datetime | None
+    health: Health
+
+    @property
+    def label(self) -> HealthLabel:
+        return LABELS[self.health]
+
+
+@dataclass(frozen=True)
+class ServerKeyAddress:
+    address: str
+    attempts: int
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class Fleet:
+    counts: dict[Health, int]
+    online: int
+    offline: int
+    devices: list[FleetDevice]
+    total: int
+    pages: int
+    server_key_addresses: list[ServerKeyAddress]
+
+
+def platform_name(platform_id: int) -> str:
+    found = BY_ID.get(platform_id)
+    return found.name.capitalize() if found else f"platform {platform_id}"
+
+
+def _search(q: str) -> Any:
+    needle = q.lower()
+    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return or_(
+        Device.id.like(escaped + "%", escape="\\"),
+        func.lower(Device.name).like("%" + escaped + "%", escape="\\"),
+    )
+
+
+def _host(address: str) -> str:
+    """``1.2.3.4:5683`` or ``[::1]:5683`` -> the host alone; a bare host stays as it is."""
+    if address.startswith("["):
+        return address[1 : address.find("]")] if "]" in address else address
+    if address.count(":") == 1:
+        return address.split(":", 1)[0]
+    return address
+
+
+async def load_fleet(session: AsyncSession, product_id: int, query: FleetQuery) -> Fleet:
+    in_product = Device.product_id == product_id
+    health = HEALTH.label("health")
+    # Grouped over a subquery: the health expression holds correlated subqueries, which
+    # PostgreSQL will not group by in place.
+    per_device = select(health, Device.online.label("online")).where(in_product).subquery()
+    count_rows = await session.execute(
+        select(per_device.c.health, per_device.c.online, func.count()).group_by(
+            per_device.c.health, per_device.c.online
+        )
+    )
+    counts = dict.fromkeys(Health, 0)
+    online = offline = 0
+    for value, is_online, n in count_rows:
+        counts[Health(value)] += n
+        if is_online:
+            online += n
+        else:
+            offline += n
+
+    conditions: list[Any] = [in_product]
+    if query.health is not None:
+        conditions.append(query.health.value == HEALTH)
+    if query.online is not None:
+        conditions.append(Device.online.is_(query.online))
+    if query.q:
+        conditions.append(_search(query.q))
+    total = await session.scalar(select(func.count()).select_from(Device).where(and_(*conditions)))
+    total = total or 0
+    pages = max(1, math.ceil(total / PER_PAGE))
+    page = min(query.page, pages)
+    order = SORTS[query.sort]
+    order_by = [order.desc().nulls_last() if query.desc else order.asc().nulls_last(), Device.id]
+    rows = await session.execute(
+        select(Device, User.email, Customer.email, health)
+        .outerjoin(User, User.id == Device.owner_user_id)
+        .outerjoin(Customer, Customer.id == Device.owner_customer_id)
+        .where(*conditions)
+        .order_by(*order_by)
+        .limit(PER_PAGE)
+        .offset((page - 1) * PER_PAGE)
+    )
+    devices = [
+        FleetDevice(
+            id=d.id,
+            name=d.name,
+            platform=platform_name(d.platform_id),
+            owner=user_email or customer_email,
+            owner_kind="user" if user_email else ("customer" if customer_email else None),
+            online=bool(d.online),
+            last_handshake_at=d.last_handshake_at,
+            health=Health(h),
+        )
+        for d, user_email, customer_email, h in rows
+    ]
+    addresses = await _server_key_addresses(session, product_id)
+    # Such a device cannot say who it is: each address counts as one device of the product.
+    counts[Health.SERVER_KEY] += len(addresses)
+    return Fleet(
+        counts=counts,
+        online=online,
+        offline=offline,
+        devices=devices,
+        total=total,
+        pages=pages,
+        server_key_addresses=addresses,
+    )
+
+
+async def _server_key_addresses(session: AsyncSession, product_id: int) -> list[ServerKeyAddress]:
+    """Handshakes refused because the device holds another cloud's server key. The device id is
+    inside the block the cloud could not open, so only the address is known; the product sees
+    the addresses its own devices were last seen at, no others."""
+    hosts = {
+        _host(a)
+        for a in await session.scalars(
+            select(Device.last_ip_address).where(
+                Device.product_id == product_id, Device.last_ip_address.is_not(None)
+            )
+        )
+        if a
+    }
+    if not hosts:
+        return []
+    # The device server keeps one row per address and outcome, with a running count in its
+    # detail (see ``registry``), so a flood of refusals never grows the table.
+    rows = await session.execute(
+        select(HandshakeOutcome.remote_address, HandshakeOutcome.detail, HandshakeOutcome.at)
+        .where(
+            HandshakeOutcome.outcome == Outcome.SERVER_KEY_MISMATCH.value,
+            HandshakeOutcome.device_id.is_(None),
+            HandshakeOutcome.remote_address.is_not(None),
+        )
+        .order_by(HandshakeOutcome.at.desc())
+        .limit(MAX_OUTCOME_ROWS)
+    )
+    by_host: dict[str, ServerKeyAddress] = {}
+    for address, detail, last_seen in rows:
+        host = _host(address)
+        if host not in hosts:
+            continue
+        count = parse_outcome_detail(detail).get("count", 1)
+        attempts = count if isinstance(count, int) and count > 0 else 1
+        seen = by_host.get(host)
+        if seen is None:
+            by_host[host] = ServerKeyAddress(host, attempts, last_seen)
+        else:
+            by_host[host] = ServerKeyAddress(
+                host, seen.attempts + attempts, max(seen.last_seen, last_seen)
+            )
+    return sorted(by_host.values(), key=lambda a: a.last_seen, reverse=True)
