@@ -367,8 +367,6 @@ def _start_devices(demo: Demo) -> bool:
 
 def banner(demo: Demo, devices_running: bool) -> str:
     exports = f"export FERMION_HOME={demo.home} FERMION_API_URL={demo.url}"
-    if demo.device_address:
-        exports += f" FERMION_DEVICE_ADDRESS={demo.device_address}"
     lines = [
         "",
         "=" * 78,
@@ -441,8 +439,6 @@ def run(demo: bool, data_dir: Path | None, port: int) -> None:
     try:
         _seed_store(state)
         _start_cloud(state)
-        if state.device_address:
-            os.environ["FERMION_DEVICE_ADDRESS"] = state.device_address
         clients = _login_everyone(state)
         _create_devices(state, clients)
         _break(state)

@@ -344,8 +344,9 @@ def test_keys_server_and_address_on_a_device(tmp_path: Path) -> None:
         run_json("sim", "fault", photon["id"], "--brownout", cwd=tmp_path)["key_errors"]["mask"]
         == 5
     )
-    # No FILE: the built-in (backup cloud) key, as particle-cli's default asset.
-    run("keys", "server", "--host", "127.0.0.1", "-d", photon["id"], cwd=tmp_path)
+    # --builtin: the built-in (backup cloud) key, as particle-cli's default asset. (Without FILE
+    # or --builtin, `keys server` asks the cloud the CLI is logged in to.)
+    run("keys", "server", "--builtin", "--host", "127.0.0.1", "-d", photon["id"], cwd=tmp_path)
     info = run_json("sim", "inspect", photon["id"], cwd=tmp_path)
     assert info["key_errors"]["mask"] == 0 and info["server_key"]["is_backup_cloud"] is True
 

@@ -81,8 +81,6 @@ class Cloud:
     def env(self, profile: str | None = None, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FERMION_")}
         env.update(FERMION_HOME=str(self.home), FERMION_API_URL=self.url, COLUMNS="200")
-        if self.device_port:
-            env["FERMION_DEVICE_ADDRESS"] = f"127.0.0.1:{self.device_port}"
         if profile:
             env["FERMION_PROFILE"] = profile
         env.update(extra)

@@ -500,6 +500,32 @@ def test_keys_repair_uses_the_key_the_device_presented(cloud: Cloud, claim: str 
     assert "key.candidate.approve" in [a for _, a in audit_actions(cloud, owner, device)]
 
 
+def test_particle_compatible_repair_sends_the_key_the_device_presented(cloud: Cloud) -> None:
+    """No --key: the cloud hands out the presented key (PEM), the seed's steps send it."""
+    t = team(cloud)
+    owner, dev = t["people"]["owner"], t["people"]["developer"]
+    customer = t["customers"][0]
+    device, new_fp = _running_broken(cloud, t, customer)
+    cid, secret = cloud.clients[str(t["product"])]
+
+    out = cloud.cli(
+        "keys",
+        "repair",
+        device,
+        "--particle-compatible",
+        "--json",
+        profile=dev,
+        FERMION_CLIENT_ID=cid,
+        FERMION_CLIENT_SECRET=secret,
+    ).json
+
+    assert out["plan"][:4] == ["unclaim", "send", "customer_token", "claim_as_customer"]
+    assert out["fingerprint"] == new_fp and out["online"] is True
+    after = cloud.snapshot(owner, [device])[device]
+    assert after[3] == new_fp and after[1] == customer
+    assert "key.upload" in [a for _, a in audit_actions(cloud, owner, device)]
+
+
 def test_keys_approve_and_reject(cloud: Cloud) -> None:
     t = team(cloud)
     owner, dev = t["people"]["owner"], t["people"]["developer"]

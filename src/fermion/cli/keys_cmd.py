@@ -1,8 +1,9 @@
 """``fermion keys``: the offline key commands of particle-cli, on a device link.
 
-Every command that touches a device takes ``--device ID`` (a simulated device) or ``--dct FILE``
-(a raw DCT dump as ``dfu-util -a 1 -U`` reads it from real hardware; ``--platform`` tells its
-platform when the slots alone cannot). File names follow particle-cli: ``keys new`` writes
+Every command that touches a device takes ``--device ID`` (a simulated device), ``--dct FILE``
+(a raw DCT dump as ``dfu-util -a 1 -U`` reads it from real hardware) or ``--dfu`` (real hardware
+in DFU mode, through dfu-util); ``--platform`` tells the platform when the slots alone cannot.
+File names follow particle-cli: ``keys new`` writes
 ``NAME.pem``, ``NAME.pub.pem`` and ``NAME.der``; ``keys save`` writes ``NAME.der`` and
 ``NAME.pub.pem``; ``keys load`` first saves the current key to ``backup_<alg>_NAME.der``.
 """
@@ -57,7 +58,8 @@ console = Console(highlight=False, soft_wrap=True)
 
 DEVICE_OPT = typer.Option(None, "--device", "-d", help="A simulated device id.")
 DCT_OPT = typer.Option(None, "--dct", help="A raw DCT dump file (dfu-util -a 1 -U).")
-PLATFORM_OPT = typer.Option(None, "--platform", help="Platform of a --dct dump.")
+DFU_OPT = typer.Option(False, "--dfu", help="Real hardware in DFU mode, through dfu-util.")
+PLATFORM_OPT = typer.Option(None, "--platform", help="Platform of a --dct dump or --dfu device.")
 JSON_OPT = typer.Option(False, "--json", help="Print JSON.")
 
 
@@ -68,7 +70,7 @@ def _print_json(data: Any) -> None:
 def _require_link(link: DeviceLink | None, command: str) -> DeviceLink:
     if link is None:
         raise DeviceError(
-            f"keys {command}: give --device ID (simulated) or --dct FILE (a DCT dump)"
+            f"keys {command}: give --device ID (simulated), --dct FILE (a DCT dump) or --dfu"
         )
     return link
 
@@ -91,10 +93,11 @@ def new(
     device: str | None = DEVICE_OPT,
     dct: Path | None = DCT_OPT,
     platform: str | None = PLATFORM_OPT,
+    dfu: bool = DFU_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """Make a new device key pair: NAME.pem, NAME.pub.pem, NAME.der. Writes no device."""
-    link = open_link(device, dct, platform)
+    link = open_link(device, dct, platform, dfu=dfu)
     chosen = Algorithm.parse(algorithm) if algorithm else None
     if link is not None:
         transport = link.transport()
@@ -106,7 +109,7 @@ def new(
         chosen = transport.algorithm
         name = name or link.device_id
     if not name:
-        raise FermionError("keys new: give a NAME (or --device/--dct to use the device id)")
+        raise FermionError("keys new: give a NAME (or --device/--dct/--dfu to use the device id)")
     paths = key_file_paths(name)
     _refuse_overwrite(paths, force)
     key = generate_device_key(chosen or Algorithm.RSA)
@@ -152,10 +155,11 @@ def save(
     device: str | None = DEVICE_OPT,
     dct: Path | None = DCT_OPT,
     platform: str | None = PLATFORM_OPT,
+    dfu: bool = DFU_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """Save the device's private key to NAME.der and its public key to NAME.pub.pem."""
-    link = _require_link(open_link(device, dct, platform), "save")
+    link = _require_link(open_link(device, dct, platform, dfu=dfu), "save")
     transport = link.transport()
     name = name or link.device_id
     if not name:
@@ -178,10 +182,11 @@ def load(
     device: str | None = DEVICE_OPT,
     dct: Path | None = DCT_OPT,
     platform: str | None = PLATFORM_OPT,
+    dfu: bool = DFU_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """Write NAME.der to the device's key slot, after saving the current key to a backup."""
-    link = _require_link(open_link(device, dct, platform), "load")
+    link = _require_link(open_link(device, dct, platform, dfu=dfu), "load")
     transport = link.transport()
     paths = key_file_paths(name)
     # A file named as given wins; otherwise NAME.der, as particle-cli reads it.
@@ -235,10 +240,11 @@ def server(
     device: str | None = DEVICE_OPT,
     dct: Path | None = DCT_OPT,
     platform: str | None = PLATFORM_OPT,
+    dfu: bool = DFU_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """Write a server key (and address) to the device, or only produce the formatted file."""
-    link = open_link(device, dct, platform)
+    link = open_link(device, dct, platform, dfu=dfu)
     transport = link.transport() if link else None
     formatted = format_server_key(
         file, host, port, transport, data_dir(), link.name if link else None
@@ -269,10 +275,11 @@ def address(
     device: str | None = DEVICE_OPT,
     dct: Path | None = DCT_OPT,
     platform: str | None = PLATFORM_OPT,
+    dfu: bool = DFU_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """Show the server address stored on the device."""
-    link = _require_link(open_link(device, dct, platform), "address")
+    link = _require_link(open_link(device, dct, platform, dfu=dfu), "address")
     transport = link.transport()
     stored = read_server_address(link, transport)
     effective = stored or BACKUP_ADDRESS[transport]
@@ -297,10 +304,11 @@ def protocol(
     device: str | None = DEVICE_OPT,
     dct: Path | None = DCT_OPT,
     platform: str | None = PLATFORM_OPT,
+    dfu: bool = DFU_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """Show or switch an Electron's cloud transport (cloud_transport at 2977)."""
-    link = _require_link(open_link(device, dct, platform), "protocol")
+    link = _require_link(open_link(device, dct, platform, dfu=dfu), "protocol")
     if link.platform is None:
         raise DeviceError(f"{link.name}: keys protocol needs --platform electron for a DCT file")
     if not link.platform.transport_switchable:

@@ -19,6 +19,7 @@ from typing import Any
 import typer
 
 from fermion.cli.api_client import ApiClient, ApiError
+from fermion.cli.keys_cmd import DCT_OPT, DEVICE_OPT, DFU_OPT, PLATFORM_OPT
 from fermion.cli.output import JSON_OPT, console, print_json
 from fermion.cloud.domain.permissions import Role
 from fermion.cloud.domain.repair_plan import (
@@ -50,10 +51,6 @@ from fermion.keys import (
 )
 from fermion.keys.serverfile import Transport
 
-DEVICE_OPT = typer.Option(None, "--device", "-d", help="A simulated device id.")
-DCT_OPT = typer.Option(None, "--dct", help="A raw DCT dump file (dfu-util -a 1 -U).")
-DFU_OPT = typer.Option(False, "--dfu", help="Real hardware in DFU mode, through dfu-util.")
-PLATFORM_OPT = typer.Option(None, "--platform", help="Platform of a --dct dump or --dfu device.")
 ONLINE_TIMEOUT = 60.0
 
 
@@ -76,15 +73,8 @@ def resolve_link(
     required: bool = True,
 ) -> DeviceLink | None:
     """The link the options name; with none, the simulated device of that id if there is one."""
-    chosen = sum(bool(x) for x in (device, dct, dfu))
-    if chosen > 1:
-        raise DeviceError("give one of --device, --dct or --dfu")
-    if dfu:
-        from fermion.device.dfu import open_dfu_link
-
-        return open_dfu_link(device_id, platform)
-    if device or dct:
-        return open_link(device, dct, platform)
+    if device or dct or dfu:
+        return open_link(device, dct, platform, dfu=dfu, dfu_device_id=device_id)
     if device_id:
         try:
             return open_link(device_id, None, platform)
@@ -247,31 +237,26 @@ def wrap_server(original: Callable[..., None]) -> Callable[..., None]:
     ) -> None:
         """Write a server key and address to the device. Without FILE: the key and address of
         the cloud you are logged in to (GET /v1/server-keys), so the device joins that cloud."""
-        if dfu and (device or dct):
-            raise DeviceError("give one of --device, --dct or --dfu")
-        call = with_dfu(original)
+        link_options = {"device": device, "dct": dct, "platform": platform, "dfu": dfu}
         if file is not None or builtin:
-            call(file, host, port, out, device, dct, platform, as_json, dfu=dfu)
+            original(file, host, port, out, as_json=as_json, **link_options)
             return
         link = resolve_link(None, device, dct, dfu, platform, required=False)
         if link is None:
-            raise DeviceError("keys server: give --device ID or --dct FILE (or --out FILE)")
+            raise DeviceError("keys server: give --device ID, --dct FILE or --dfu (or --out FILE)")
         transport = link.transport()
         with ApiClient() as api:
             pem, cloud_host, cloud_port = cloud_server_key(api, transport)
         with tempfile.TemporaryDirectory(prefix="fermion-server-key-") as tmp:
             key_path = Path(tmp) / f"{transport.algorithm.value}.pub.pem"
             key_path.write_text(pem)
-            call(
+            original(
                 key_path,
                 host or cloud_host,
                 port if port is not None else cloud_port,
                 out,
-                device,
-                dct,
-                platform,
-                as_json,
-                dfu=dfu,
+                as_json=as_json,
+                **link_options,
             )
 
     server.__name__ = "server"
@@ -290,18 +275,22 @@ class CloudView:
     product_id: int | None = None
 
 
-def _role_from_team(team: list[dict[str, Any]], username: str | None) -> Role | None:
+def role_from_team(team: list[dict[str, Any]], username: str | None) -> tuple[Role | None, bool]:
+    """(role, known) of ``username`` in a team listing, read from each member's
+    ``"role": {"id", "name"}`` as Particle lists it. Not listed: (None, True), not on the team.
+    Listed without a role we can read: (None, False), so the cloud, not a guess, decides."""
     for member in team:
         if username and str(member.get("username", "")).lower() == username.lower():
             raw = member.get("role")
             if isinstance(raw, dict):
                 raw = raw.get("name") or raw.get("id")
-            if isinstance(raw, str):
-                try:
-                    return Role.parse(raw)
-                except FermionError:
-                    return None
-    return None
+            if not isinstance(raw, str):
+                return None, False
+            try:
+                return Role.parse(raw), True
+            except FermionError:
+                return None, False
+    return None, True
 
 
 def cloud_view(api: ApiClient, did: str, product: str | None = None) -> CloudView:
@@ -324,7 +313,7 @@ def cloud_view(api: ApiClient, did: str, product: str | None = None) -> CloudVie
             if username and str(owner or "").lower() == username.lower():
                 role = Role.OWNER
             else:
-                role = _role_from_team(api.team(pid), username)
+                role, known = role_from_team(api.team(pid), username)
         except ApiError as exc:
             if exc.status in (401, 403):  # not on the team at all
                 role = None
@@ -851,45 +840,6 @@ def _backup_slot(did: str, transport: Transport, slot: bytes) -> Path | None:
 
 # --- registration --------------------------------------------------------------------------
 
-_OFFLINE = ("new", "save", "load", "address", "protocol")
-
-
-def with_dfu(original: Callable[..., None]) -> Callable[..., None]:
-    """``original`` plus a ``--dfu`` option: its device link becomes the dfu-util one.
-
-    The offline commands open their link through ``keys_cmd.open_link``; with ``--dfu`` that
-    name answers with the DFU link for the duration of the call. (A stopgap until the offline
-    commands take ``--dfu`` themselves.)
-    """
-    import functools
-    import inspect
-
-    from fermion.cli import keys_cmd
-
-    sig = inspect.signature(original)
-    dfu_param = inspect.Parameter(
-        "dfu", inspect.Parameter.KEYWORD_ONLY, default=DFU_OPT, annotation=bool
-    )
-    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in sig.parameters.values()]
-
-    @functools.wraps(original)
-    def wrapper(*args: Any, dfu: bool = False, **kwargs: Any) -> None:
-        if not dfu:
-            return original(*args, **kwargs)
-        if kwargs.get("device") or kwargs.get("dct"):
-            raise DeviceError("give one of --device, --dct or --dfu")
-        from fermion.device.dfu import open_dfu_link
-
-        real = keys_cmd.open_link
-        keys_cmd.open_link = lambda _d, _f, platform=None: open_dfu_link(None, platform)
-        try:
-            return original(*args, **kwargs)
-        finally:
-            keys_cmd.open_link = real
-
-    wrapper.__signature__ = sig.replace(parameters=[*params, dfu_param])  # type: ignore[attr-defined]
-    return wrapper
-
 
 def register(app: typer.Typer) -> None:
     """Add the cloud-facing commands to the ``keys`` app already mounted on ``app``."""
@@ -906,8 +856,6 @@ def register(app: typer.Typer) -> None:
         if name == "server" and info.callback is not None:
             original = info.callback
             keys_app.registered_commands.remove(info)
-        elif name in _OFFLINE and info.callback is not None:
-            info.callback = with_dfu(info.callback)
     if original is not None:
         keys_app.command("server")(wrap_server(original))
     keys_app.command("send")(send)

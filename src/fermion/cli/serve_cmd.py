@@ -46,6 +46,16 @@ def serve(
         int | None,
         typer.Option(help="TCP port of the device server [default: 5683] (0: off).", min=0),
     ] = None,
+    device_advertise_host: Annotated[
+        str | None,
+        typer.Option(
+            "--device-advertise-host",
+            help=(
+                "Host devices should dial for the device server, when not the listen address "
+                "(env FERMION_DEVICE_HOST)."
+            ),
+        ),
+    ] = None,
     device_workers: Annotated[
         int,
         typer.Option(
@@ -60,7 +70,9 @@ def serve(
     from fermion.cloud.logconfig import log_config
     from fermion.cloud.store import upgrade
 
-    settings = Settings.from_env(data_dir=data_dir, host=host, port=port)
+    settings = Settings.from_env(
+        data_dir=data_dir, host=host, port=port, device_host=device_advertise_host
+    )
     settings.ensure_data_dir()
     upgrade(settings.database_url)
     devices = _device_service(settings, host, device_port, device_workers)
@@ -74,6 +86,7 @@ def serve(
         console.print(
             f"device server on tcp://{host}:{devices.config.port}"
             + (f" ({device_workers} worker processes)" if device_workers else "")
+            + (f", advertised as {settings.device_host}" if settings.device_host else "")
         )
     uvicorn.run(
         create_app(settings, devices),

@@ -2,6 +2,8 @@
 
 ``FERMION_HOME`` names the data directory (default: the platform's user data directory);
 ``FERMION_DATABASE_URL`` names the database (default: a SQLite file in the data directory).
+``FERMION_DEVICE_HOST`` is the host devices should dial for the device server, when the bind
+address is not it (a wildcard bind, NAT, a DNS name); ``GET /v1/server-keys`` advertises it.
 The server listens on loopback unless told otherwise: exposing it is a decision, not a default.
 """
 
@@ -28,6 +30,8 @@ class Settings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Host devices dial for the device server; None: the API's own host.
+    device_host: str | None = None
 
     @classmethod
     def from_env(
@@ -36,6 +40,7 @@ class Settings:
         host: str | None = None,
         port: int | None = None,
         environ: dict[str, str] | None = None,
+        device_host: str | None = None,
     ) -> Settings:
         env = os.environ if environ is None else environ
         if data_dir is None:
@@ -47,6 +52,7 @@ class Settings:
             database_url=normalise_database_url(url),
             host=host or DEFAULT_HOST,
             port=DEFAULT_PORT if port is None else port,
+            device_host=device_host or env.get("FERMION_DEVICE_HOST") or None,
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -2,8 +2,9 @@
 
 A link reads and writes byte ranges of the application DCT at DFU alt-1 addresses, names itself
 in messages, knows (or infers) the platform and transport, and can reset the device. Two links
-exist now: a simulated device (``SimLink``) and a raw DCT dump file (``DctFileLink``, as
-``dfu-util -a 1 -U`` reads from real hardware). A ``dfu-util`` link plugs in here next.
+exist here: a simulated device (``SimLink``) and a raw DCT dump file (``DctFileLink``, as
+``dfu-util -a 1 -U`` reads from real hardware); real hardware in DFU mode is ``DfuLink`` in
+``fermion.device.dfu``. ``open_link`` turns the commands' options into one of them.
 """
 
 from __future__ import annotations
@@ -121,11 +122,22 @@ class DctFileLink(DeviceLink):
 
 
 def open_link(
-    device: str | None, dct: Path | None, platform: str | None = None
+    device: str | None,
+    dct: Path | None,
+    platform: str | None = None,
+    *,
+    dfu: bool = False,
+    dfu_device_id: str | None = None,
 ) -> DeviceLink | None:
-    """The link the ``--device`` / ``--dct`` [``--platform``] options name, or None for neither."""
-    if device and dct:
-        raise DeviceError("give either --device or --dct, not both")
+    """The link the ``--device`` / ``--dct`` / ``--dfu`` [``--platform``] options name, or None
+    for none of them. ``dfu_device_id`` picks among several devices in DFU mode."""
+    if sum(bool(x) for x in (device, dct, dfu)) > 1:
+        raise DeviceError("give one of --device, --dct or --dfu")
+    if dfu:
+        # Imported here: the DFU link is a DeviceLink, so its module imports this one.
+        from fermion.device.dfu import open_dfu_link
+
+        return open_dfu_link(dfu_device_id, platform)
     parsed = Platform.parse(platform, "--platform") if platform else None
     if device:
         sim = SimDevice.open(device)
@@ -138,5 +150,5 @@ def open_link(
     if dct:
         return DctFileLink(dct, parsed)
     if parsed is not None:
-        raise DeviceError("--platform applies to --dct only")
+        raise DeviceError("--platform applies to --dct and --dfu only")
     return None

@@ -25,6 +25,7 @@ def test_approve_a_presented_key(cloud: Cloud) -> None:
         pending = h.get(f"/v1/devices/{device}/keys/candidates", params={"status": "pending"})
         assert [c["id"] for c in pending.json()["candidates"]] == [cid]
         assert pending.json()["candidates"][0]["possession_proven"] is True
+        assert pending.json()["candidates"][0]["public_key"] == presented
         approved = h.post(f"/v1/devices/{device}/keys/candidates/{cid}/approve")
         assert approved.status_code == 200, approved.text
         assert approved.json()["candidate"]["status"] == "approved"

@@ -107,6 +107,28 @@ def test_keys_server_writes_512_bytes_at_2082(dfu: Dfu, tmp_path: Path) -> None:
     assert any(2082 <= int(c[7].split(":")[0]) < 2082 + 512 for c in reads)
 
 
+def test_offline_keys_commands_take_dfu_themselves(
+    dfu: Dfu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bare ``keys`` app (no cloud commands registered on it) reaches the device over DFU:
+    ``keys new`` names the files after the device id it reads, ``protocol`` knows the platform."""
+    from typer.testing import CliRunner
+
+    from fermion.cli import keys_cmd
+
+    for name, value in dfu.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(dfu.cwd)
+    made = CliRunner().invoke(keys_cmd.app, ["new", "--dfu", "--json"])
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.output)["files"]["pem"].endswith(f"{dfu.device}.pem")  # type: ignore[attr-defined]
+    proto = CliRunner().invoke(keys_cmd.app, ["protocol", "--dfu"])
+    assert proto.exit_code == 1
+    assert "applies to the Electron only; a photon always uses TCP" in str(proto.exception)
+    both = dfu.run("keys", "save", "x", "--dfu", "--dct", str(dfu.image), ok=False)
+    assert both.stderr.strip() == "error: give one of --device, --dct or --dfu"
+
+
 def test_a_failing_dfu_util_is_one_line(dfu: Dfu) -> None:
     dfu.run("keys", "new", "fresh2", "-a", "rsa")
     done = dfu.run("keys", "load", "fresh2", "--dfu", ok=False, FAKE_DFU_FAIL="write")

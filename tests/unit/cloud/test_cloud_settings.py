@@ -45,3 +45,11 @@ def test_url_normalisation(given: str, expected: str) -> None:
 def test_unsupported_url_is_named() -> None:
     with pytest.raises(FermionError, match="FERMION_DATABASE_URL: 'mysql' is not supported"):
         normalise_database_url("mysql://x/y")
+
+
+def test_advertised_device_host_from_option_or_environment(tmp_path: Path) -> None:
+    env = {"FERMION_DEVICE_HOST": "devices.example.com"}
+    assert Settings.from_env(data_dir=tmp_path, environ={}).device_host is None
+    assert Settings.from_env(data_dir=tmp_path, environ=env).device_host == "devices.example.com"
+    given = Settings.from_env(data_dir=tmp_path, environ=env, device_host="10.0.0.2")
+    assert given.device_host == "10.0.0.2"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
 from fermion.cloud.store.models import AuditEvent, DeviceKey, KeyCandidate
 from fermion.cloud.store.queries import DeviceRow
-from fermion.keys import Algorithm, Fingerprint
+from fermion.keys import Algorithm, Fingerprint, load_key, public_key_pem
 
 
 def iso(value: datetime | None) -> str | None:
@@ -22,6 +23,12 @@ def fp(hex_digest: str | None) -> str | None:
         return Fingerprint(bytes.fromhex(hex_digest)).sha256
     except ValueError:
         return hex_digest
+
+
+@functools.lru_cache(maxsize=256)
+def spki_pem(der: bytes) -> str:
+    """A stored public key (SPKI DER) as PEM, the form people and tools paste."""
+    return public_key_pem(load_key(der, "stored key").public).decode()
 
 
 def device_json(row: DeviceRow) -> dict[str, Any]:
@@ -56,8 +63,6 @@ def device_json(row: DeviceRow) -> dict[str, Any]:
 
 
 def key_json(key: DeviceKey, current_id: int | None) -> dict[str, Any]:
-    from fermion.keys import load_key, public_key_pem
-
     return {
         "version": key.version,
         "algorithm": Algorithm(key.algorithm).api_name,
@@ -66,7 +71,7 @@ def key_json(key: DeviceKey, current_id: int | None) -> dict[str, Any]:
         "created_by": key.created_by,
         "created_at": iso(key.created_at),
         "current": key.id == current_id,
-        "public_key": public_key_pem(load_key(key.der, "stored key").public).decode(),
+        "public_key": spki_pem(key.der),
     }
 
 
@@ -76,6 +81,8 @@ def candidate_json(c: KeyCandidate) -> dict[str, Any]:
         "device_id": c.device_id,
         "fingerprint": fp(c.fingerprint),
         "algorithm": Algorithm(c.algorithm).api_name,
+        # The presented key itself, so a repair can send it without a copy from the device.
+        "public_key": spki_pem(c.der),
         "first_seen": iso(c.first_seen),
         "last_seen": iso(c.last_seen),
         "count": c.count,

@@ -124,6 +124,17 @@ class DeviceService:
         self.server: Any = None
         self.pool: WorkerPool | None = None
 
+    @property
+    def running(self) -> bool:
+        return self.server is not None or self.pool is not None
+
+    @property
+    def port(self) -> int:
+        """The port devices reach (the bound one when ``config.port`` was 0)."""
+        if self.server is not None and self.server.port:
+            return int(self.server.port)
+        return self.config.port
+
     async def start(self, store: Any) -> None:
         try:
             await self._start(store)

@@ -156,8 +156,8 @@ def plan_repair(facts: DeviceFacts, key: KeyChoice, particle_compatible: bool = 
     if customer and particle_compatible:
         if not key.has_pem:
             return _refuse(
-                f"device {dev}: the particle-compatible procedure sends the key itself and the "
-                "cloud does not give out the presented key; give --key FILE.pub.pem, or drop "
+                f"device {dev}: the particle-compatible procedure sends the key itself, and "
+                "the presented key's text is not at hand; give --key FILE.pub.pem, or drop "
                 "--particle-compatible to use the atomic repair"
             )
         who = facts.owner_label or "the customer"
