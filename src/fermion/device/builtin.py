@@ -15,12 +15,10 @@ visibly pointing at "the Particle cloud"; the simulator only ever connects to lo
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 
 from fermion.errors import FermionError
+from fermion.fsutil import atomic_write
 from fermion.keys import (
     PrivateKey,
     PublicKey,
@@ -52,36 +50,16 @@ def backup_private_key_path(data_dir: Path, transport: Transport) -> Path:
     return backup_dir(data_dir) / f"{transport.algorithm.value}.pem"
 
 
-def _create_once(path: Path, data: bytes, mode: int) -> bool:
-    """Create ``path`` unless it exists; never replaces a file another process made."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        try:
-            os.link(tmp, path)  # fails if the file exists: first writer wins
-        except FileExistsError:
-            return False
-        return True
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
 def ensure_backup_cloud(data_dir: Path, transport: Transport) -> None:
     """Generate the stand-in key pair for ``transport`` the first time a data dir needs it."""
     private_path = backup_private_key_path(data_dir, transport)
     public_path = backup_public_key_path(data_dir, transport)
     if not private_path.exists():
         key = generate_server_key(transport.algorithm)
-        _create_once(private_path, private_key_pem(key), 0o600)
+        atomic_write(private_path, private_key_pem(key), 0o600, exclusive=True)
     if not public_path.exists():
         private = backup_private_key(data_dir, transport)
-        _create_once(public_path, public_key_der(private.public_key()), 0o644)
+        atomic_write(public_path, public_key_der(private.public_key()), 0o644, exclusive=True)
 
 
 def backup_public_key(data_dir: Path, transport: Transport) -> PublicKey:
