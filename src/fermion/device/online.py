@@ -43,6 +43,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from fermion.aio import cancel_and_wait
 from fermion.device import builtin, keymonitor
 from fermion.device.boot import analyse, boot
 from fermion.device.dct import is_erased_slot, read_private_key_slot
@@ -342,9 +343,8 @@ class DeviceRunner:
     async def _session(self, flash: FlashState, host: str, port: int, address: str) -> _Attempt:
         profile = self.profile
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port), profile.connect_timeout
-            )
+            async with asyncio.timeout(profile.connect_timeout):
+                reader, writer = await asyncio.open_connection(host, port)
         except (OSError, TimeoutError) as exc:
             return _Attempt(LED_CONNECTING, "unreachable", message=f"cannot connect: {exc}")
         conn = DeviceConnection(
@@ -417,7 +417,8 @@ class _Session:
     async def _read(self, timeout: float) -> bytes | None:
         """Bytes from the server; b"" on close or reset; None on timeout."""
         try:
-            return await asyncio.wait_for(self.reader.read(4096), timeout)
+            async with asyncio.timeout(timeout):
+                return await self.reader.read(4096)
         except TimeoutError:
             return None
         except (ConnectionResetError, BrokenPipeError):
@@ -595,11 +596,7 @@ class Fleet:
         ]
 
     async def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self.tasks)
         for runner in self.runners:
             with contextlib.suppress(FermionError, OSError):
                 status = runner.device.load_status()

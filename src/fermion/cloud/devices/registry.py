@@ -25,6 +25,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fermion.aio import cancel_and_wait
 from fermion.cloud.keyhistory import EarlierVersion, earlier_versions
 from fermion.cloud.store import Store
 from fermion.cloud.store.models import (
@@ -195,15 +196,14 @@ class Recorder:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(done)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(done), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(done)
 
     async def stop(self) -> None:
         if self._task is None:
             return
         await self.flush(timeout=10.0)
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait([self._task])
         self._task = None
 
     async def _run(self) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_private_key
 
+from fermion.aio import cancel_and_wait
 from fermion.cloud.devices import keywatch, metrics, registry
 from fermion.cloud.devices.limits import DeviceServerConfig, FailureLimiter
 from fermion.cloud.store import Store
@@ -171,17 +172,14 @@ class DeviceServer:
             self._server.close()
         for link in list(self.links):
             link.close()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         if self._unsubscribe is not None:
             self._unsubscribe()
         await self.recorder.stop()
         if self._server is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
+                async with asyncio.timeout(2):
+                    await self._server.wait_closed()
             self._server = None
 
     async def reload_server_keys(self) -> None:
