@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +54,6 @@ async def wait_for(
 
     The deadline also covers a check that itself never returns (a store call stuck on a lock).
     """
-    deadline = time.monotonic() + timeout
     try:
         async with asyncio.timeout(timeout):
             while True:
@@ -64,12 +62,9 @@ async def wait_for(
                     result = await result
                 if result:
                     return
-                if time.monotonic() > deadline:
-                    break
                 await asyncio.sleep(0.05)
     except TimeoutError:
-        pass
-    raise AssertionError(f"condition not met within {timeout} s: {check}")
+        raise AssertionError(f"condition not met within {timeout} s: {check}") from None
 
 
 @dataclass
