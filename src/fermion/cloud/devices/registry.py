@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fermion.aio import cancel_and_wait
@@ -353,22 +354,35 @@ async def _write_candidate(session: AsyncSession, fact: CandidateSeen) -> None:
         # The device may have been deleted since it was looked up; then there is nothing to add.
         if await session.get(Device, fact.device_id) is None:
             return
-        session.add(
-            KeyCandidate(
-                device_id=fact.device_id,
-                fingerprint=fact.fingerprint,
-                algorithm=fact.algorithm,
-                der=fact.der,
-                first_seen=fact.at,
-                last_seen=fact.at,
-                count=1,
-                remote_address=fact.address,
-                possession_proven=False,
-                status=CandidateStatus.PENDING,
+        try:
+            # In a savepoint: another device server (a worker, a node) may be recording the
+            # same key in an overlapping transaction; on PostgreSQL the later insert fails on
+            # the unique key, which must cost this row (counted below), not the whole batch.
+            async with session.begin_nested():
+                session.add(
+                    KeyCandidate(
+                        device_id=fact.device_id,
+                        fingerprint=fact.fingerprint,
+                        algorithm=fact.algorithm,
+                        der=fact.der,
+                        first_seen=fact.at,
+                        last_seen=fact.at,
+                        count=1,
+                        remote_address=fact.address,
+                        possession_proven=False,
+                        status=CandidateStatus.PENDING,
+                    )
+                )
+            return
+        except IntegrityError:
+            row = await session.scalar(
+                select(KeyCandidate).where(
+                    KeyCandidate.device_id == fact.device_id,
+                    KeyCandidate.fingerprint == fact.fingerprint,
+                )
             )
-        )
-        await session.flush()
-        return
+            if row is None:
+                raise
     row.count += 1
     row.last_seen = fact.at
     row.remote_address = fact.address
