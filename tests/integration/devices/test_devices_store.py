@@ -5,13 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from devices_harness import STEP, wait_for
 from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from fermion.cloud.devices.registry import CandidateSeen, Fact, Presence, write_facts
+from fermion.cloud.devices.registry import (
+    CandidateSeen,
+    Fact,
+    Presence,
+    key_versions_since,
+    last_key_version_id,
+    write_facts,
+)
+from fermion.cloud.keyops import set_device_key
 from fermion.cloud.store import Store, upgrade_async
 from fermion.cloud.store.models import Device, KeyCandidate, utcnow
+from fermion.keys import LoadedKey, generate_device_key
+from integration.cloud.cloud_harness import fresh_database
 
 
 async def record(store: Store, facts: list[Fact]) -> None:
@@ -59,3 +73,67 @@ async def test_two_device_servers_recording_the_same_candidate_at_once(database_
     finally:
         await first_server.close()
         await second_server.close()
+
+
+@pytest.fixture
+def postgres_url(tmp_path: Path) -> Iterator[str]:
+    url, drop = fresh_database("postgres", tmp_path)
+    try:
+        yield url
+    finally:
+        drop()
+
+
+async def new_key(session: AsyncSession, device_id: str) -> None:
+    device = await session.get(Device, device_id)
+    if device is None:
+        device = Device(id=device_id, platform_id=6)
+        session.add(device)
+        await session.flush()
+    key = LoadedKey(generate_device_key().public_key())
+    await set_device_key(
+        session,
+        device,
+        key,
+        source="provisioning",
+        actor="test",
+        action="key.provision",
+        request_id=None,
+        current_fingerprint=None,
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="PostgreSQL commits key versions out of id order; the poll's 'id > last seen' "
+    "cursor skips a version that commits after a higher one was seen",
+)
+async def test_another_workers_key_change_is_seen_whatever_the_commit_order(
+    postgres_url: str,
+) -> None:
+    # Worker processes learn of a key change made elsewhere by polling the store for key
+    # versions with a higher id than the last they saw (keywatch). Two uploads overlap: the one
+    # that took the lower id commits last. (PostgreSQL only: SQLite runs one writer at a time.)
+    database_url = postgres_url
+    await upgrade_async(database_url)
+    store = Store(database_url)
+    try:
+        slow, fast = secrets.token_hex(12), secrets.token_hex(12)
+        async with asyncio.timeout(STEP):
+            seen = await last_key_version_id(store)
+            changed: set[str] = set()
+            async with store.write() as session:
+                await new_key(session, slow)  # takes the lower id, commits last
+                other = Store(database_url)
+                try:
+                    async with other.write() as session2:
+                        await new_key(session2, fast)
+                finally:
+                    await other.close()
+                seen, found = await key_versions_since(store, seen)
+                changed |= found
+            seen, found = await key_versions_since(store, seen)
+            changed |= found
+        assert changed == {slow, fast}
+    finally:
+        await store.close()
