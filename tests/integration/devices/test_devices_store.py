@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fermion.cloud.devices.registry import (
     CandidateSeen,
     Fact,
+    KeyVersionCursor,
     Presence,
     key_versions_since,
     last_key_version_id,
@@ -103,11 +104,6 @@ async def new_key(session: AsyncSession, device_id: str) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="PostgreSQL commits key versions out of id order; the poll's 'id > last seen' "
-    "cursor skips a version that commits after a higher one was seen",
-)
 async def test_another_workers_key_change_is_seen_whatever_the_commit_order(
     postgres_url: str,
 ) -> None:
@@ -120,8 +116,7 @@ async def test_another_workers_key_change_is_seen_whatever_the_commit_order(
     try:
         slow, fast = secrets.token_hex(12), secrets.token_hex(12)
         async with asyncio.timeout(STEP):
-            seen = await last_key_version_id(store)
-            changed: set[str] = set()
+            cursor = KeyVersionCursor(await last_key_version_id(store))
             async with store.write() as session:
                 await new_key(session, slow)  # takes the lower id, commits last
                 other = Store(database_url)
@@ -130,10 +125,8 @@ async def test_another_workers_key_change_is_seen_whatever_the_commit_order(
                         await new_key(session2, fast)
                 finally:
                     await other.close()
-                seen, found = await key_versions_since(store, seen)
-                changed |= found
-            seen, found = await key_versions_since(store, seen)
-            changed |= found
-        assert changed == {slow, fast}
+                assert await key_versions_since(store, cursor) == {fast}
+            assert await key_versions_since(store, cursor) == {slow}
+            assert await key_versions_since(store, cursor) == set()
     finally:
         await store.close()

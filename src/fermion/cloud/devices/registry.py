@@ -18,11 +18,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -87,17 +88,51 @@ async def earlier_key_version(
     return found.get(fingerprint_hex)
 
 
-async def key_versions_since(store: Store, last_key_id: int) -> tuple[int, set[str]]:
-    """Devices whose key changed since ``last_key_id`` (key versions are only ever inserted)."""
+@dataclass
+class KeyVersionCursor:
+    """How far a key poll got: the highest key version id seen, and the lower ids it passed
+    over, with when.
+
+    Ids are handed out at insert but become visible at commit, which PostgreSQL does in any
+    order: an id passed over may still appear, so it is asked for again for ``GAP_PATIENCE``
+    seconds (an insert that rolled back never appears).
+    """
+
+    last: int
+    gaps: dict[int, float] = field(default_factory=dict)
+
+
+GAP_PATIENCE = 120.0
+MAX_GAPS = 1000
+
+
+async def key_versions_since(store: Store, cursor: KeyVersionCursor) -> set[str]:
+    """Devices whose key changed since ``cursor`` (key versions are only ever inserted); moves
+    the cursor on."""
+    now = time.monotonic()
+    cursor.gaps = {i: t for i, t in cursor.gaps.items() if now - t < GAP_PATIENCE}
+    newer = DeviceKey.id > cursor.last
     async with store.read() as session:
         rows = (
             await session.execute(
-                select(DeviceKey.id, DeviceKey.device_id).where(DeviceKey.id > last_key_id)
+                select(DeviceKey.id, DeviceKey.device_id).where(
+                    or_(newer, DeviceKey.id.in_(cursor.gaps)) if cursor.gaps else newer
+                )
             )
         ).all()
     if not rows:
-        return last_key_id, set()
-    return max(r[0] for r in rows), {r[1] for r in rows}
+        return set()
+    ids = {r[0] for r in rows}
+    for i in ids:
+        cursor.gaps.pop(i, None)
+    top = max(ids)
+    for i in range(cursor.last + 1, top):
+        if i not in ids:
+            cursor.gaps[i] = now
+    if len(cursor.gaps) > MAX_GAPS:
+        cursor.gaps = dict(sorted(cursor.gaps.items())[-MAX_GAPS:])
+    cursor.last = max(cursor.last, top)
+    return {r[1] for r in rows}
 
 
 async def last_key_version_id(store: Store) -> int:

@@ -140,7 +140,7 @@ class DeviceServer:
         self._server: asyncio.AbstractServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._unsubscribe: Any = None
-        self._last_key_version = 0
+        self._key_versions = registry.KeyVersionCursor(0)
         self.port: int | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -150,7 +150,9 @@ class DeviceServer:
         await self.reload_server_keys()
         if self.config.reset_presence:
             await registry.mark_all_offline(self.store)
-        self._last_key_version = await registry.last_key_version_id(self.store)
+        self._key_versions = registry.KeyVersionCursor(
+            await registry.last_key_version_id(self.store)
+        )
         self.recorder.start()
         self._unsubscribe = keywatch.subscribe(loop, self.keys_changed)
         self._server = await loop.create_server(
@@ -252,9 +254,7 @@ class DeviceServer:
         while True:
             await asyncio.sleep(self.config.key_poll_interval)
             try:
-                self._last_key_version, changed = await registry.key_versions_since(
-                    self.store, self._last_key_version
-                )
+                changed = await registry.key_versions_since(self.store, self._key_versions)
                 if changed:
                     self.keys_changed(changed)
                 await self.reload_server_keys()
