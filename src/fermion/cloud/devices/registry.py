@@ -21,8 +21,9 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fermion.aio import cancel_and_wait
@@ -284,55 +285,81 @@ async def write_facts(session: AsyncSession, facts: Iterable[Fact]) -> None:
         for r in rows:
             if r["id"] in existing:
                 shapes.setdefault(tuple(sorted(r)), []).append(r)
-        for batch in shapes.values():
-            await session.execute(update(Device), batch)
+        for shape, batch in shapes.items():
+            await _update_by_id(session, Device.__table__, shape, batch)
 
 
 async def _write_outcomes(
     session: AsyncSession,
     outcomes: dict[tuple[str | None, str | None, Outcome], tuple[OutcomeFact, int]],
 ) -> None:
+    # Columns, not ORM objects, and bulk statements by primary key: this runs for every
+    # handshake, and the unit of work costs more per row than the handshake's own Python.
+    table = HandshakeOutcome.__table__
+    columns = (table.c.id, table.c.device_id, table.c.remote_address, table.c.outcome)
     device_ids = {k[0] for k in outcomes if k[0] is not None}
     addresses = {k[1] for k in outcomes if k[0] is None}
-    found: dict[tuple[str | None, str | None, str], HandshakeOutcome] = {}
+    found: dict[tuple[str | None, str | None, str], tuple[int, str | None]] = {}
+    queries = []
     if device_ids:
-        for row in await session.scalars(
-            select(HandshakeOutcome).where(HandshakeOutcome.device_id.in_(device_ids))
-        ):
-            found.setdefault((row.device_id, None, row.outcome), row)
+        queries.append(table.c.device_id.in_(device_ids))
     if addresses:
-        for row in await session.scalars(
-            select(HandshakeOutcome).where(
-                HandshakeOutcome.device_id.is_(None),
-                HandshakeOutcome.remote_address.in_(addresses),
-            )
-        ):
-            found.setdefault((None, row.remote_address, row.outcome), row)
+        queries.append(table.c.device_id.is_(None) & table.c.remote_address.in_(addresses))
+    for where in queries:
+        rows = await session.execute(
+            select(*columns, table.c.detail).where(where).order_by(table.c.id)
+        )
+        for row_id, device_id, address, outcome, detail in rows:
+            key = (device_id, None if device_id else address, outcome)
+            found.setdefault(key, (row_id, detail))
+    inserts: list[dict[str, object]] = []
+    updates: dict[bool, list[dict[str, object]]] = {}
     for (device_id, address, outcome), (fact, count) in outcomes.items():
         at = fact.at or utcnow()
-        row = found.get((device_id, address, outcome.value))
-        if row is None:
+        existing = found.get((device_id, address, outcome.value))
+        if existing is None:
             detail = {"count": count, "first_at": _iso(at), "reason": fact.reason}
-            session.add(
-                HandshakeOutcome(
-                    device_id=device_id,
-                    remote_address=fact.address,
-                    outcome=outcome.value,
-                    detail=json.dumps(detail),
-                    fingerprint=fact.fingerprint,
-                    at=at,
-                )
+            inserts.append(
+                {
+                    "device_id": device_id,
+                    "remote_address": fact.address,
+                    "outcome": outcome.value,
+                    "detail": json.dumps(detail),
+                    "fingerprint": fact.fingerprint,
+                    "at": at,
+                }
             )
             continue
-        detail = parse_outcome_detail(row.detail)
-        detail["count"] = int(detail.get("count", 1)) + count  # type: ignore[call-overload]
-        detail["reason"] = fact.reason
-        row.detail = json.dumps(detail)
-        row.at = at
-        row.remote_address = fact.address
+        row_id, text = existing
+        old = parse_outcome_detail(text)
+        old["count"] = int(old.get("count", 1)) + count  # type: ignore[call-overload]
+        old["reason"] = fact.reason
+        values: dict[str, object] = {
+            "id": row_id,
+            "detail": json.dumps(old),
+            "at": at,
+            "remote_address": fact.address,
+        }
         if fact.fingerprint is not None:
-            row.fingerprint = fact.fingerprint
-    await session.flush()
+            values["fingerprint"] = fact.fingerprint
+        updates.setdefault(fact.fingerprint is not None, []).append(values)
+    if inserts:
+        await session.execute(insert(HandshakeOutcome), inserts)
+    for batch in updates.values():
+        await _update_by_id(session, table, tuple(sorted(batch[0])), batch)
+
+
+async def _update_by_id(
+    session: AsyncSession, table: Any, shape: tuple[str, ...], rows: list[dict[str, object]]
+) -> None:
+    """One executemany of ``UPDATE table SET <shape> WHERE id = :id`` (Core: no ORM bookkeeping
+    per row). Every row has exactly the keys in ``shape``, ``id`` among them."""
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("_id"))
+        .values({name: bindparam(name) for name in shape if name != "id"})
+    )
+    await session.execute(stmt, [{**r, "_id": r["id"]} for r in rows])
 
 
 def parse_outcome_detail(text: str | None) -> dict[str, object]:
