@@ -135,6 +135,7 @@ class DeviceServer:
         self.sessions: dict[str, _Link] = {}
         self.links: set[_Link] = set()
         self.handshaking = 0
+        self.tally = metrics.Tally()
         self.keys: ServerKeys | None = None
         self._key_cache: OrderedDict[str, _CachedKey] = OrderedDict()
         self._server: asyncio.AbstractServer | None = None
@@ -181,6 +182,7 @@ class DeviceServer:
                 async with asyncio.timeout(2):
                     await self._server.wait_closed()
             self._server = None
+        self.tally.flush()
 
     async def reload_server_keys(self) -> None:
         rows = await registry.handshake_server_keys(self.store)
@@ -247,6 +249,7 @@ class DeviceServer:
             now = time.monotonic()
             for link in [link for link in self.links if link.deadline < now]:
                 link.timed_out()
+            self.tally.flush()
 
     async def _poll(self) -> None:
         while True:
@@ -271,7 +274,7 @@ class DeviceServer:
         reason: str,
         fingerprint: str | None = None,
     ) -> None:
-        metrics.HANDSHAKES.labels(outcome.value).inc()
+        self.tally.handshake(outcome.value)
         self.recorder.put(registry.OutcomeFact(outcome, device_id, address, reason, fingerprint))
 
     def online(self, link: _Link, device_id: str) -> None:
@@ -280,13 +283,13 @@ class DeviceServer:
         if old is not None and old is not link:
             old.close()  # Particle keeps one session per device: the newest wins
         else:
-            metrics.ONLINE.inc()
+            self.tally.online += 1
         self.recorder.put(registry.Presence(device_id, True, link.address, True, utcnow()))
 
     def offline(self, link: _Link, device_id: str) -> None:
         if self.sessions.get(device_id) is link:
             del self.sessions[device_id]
-            metrics.ONLINE.dec()
+            self.tally.online -= 1
             self.recorder.put(registry.Presence(device_id, False, link.address, False, utcnow()))
 
 
@@ -337,12 +340,12 @@ class _Link(asyncio.Protocol):
         self.address = str(peer[0]) if peer else "?"
         now = time.monotonic()
         if not server.limiter.allowed(self.address, now):
-            metrics.REFUSED.labels("rate_limited").inc()
+            server.tally.refuse("rate_limited")
             self.finished = True
             self.transport.abort()  # type: ignore[union-attr]
             return
         if server.handshaking >= server.config.max_handshakes:
-            metrics.REFUSED.labels("busy").inc()
+            server.tally.refuse("busy")
             self.finished = True
             self.transport.abort()  # type: ignore[union-attr]
             return
@@ -439,7 +442,7 @@ class _Link(asyncio.Protocol):
             elif isinstance(event, EventPublished):
                 self.server.activity.event(self.device_id, event.name, event.data, event.private)
                 if event.name == KEY_ERROR_EVENT:
-                    metrics.KEY_ERROR_EVENTS.inc()
+                    self.server.tally.key_error_events += 1
                     log.info("device %s reports key errors %r", self.device_id, event.data[:16])
         return True
 
@@ -463,7 +466,11 @@ class _Link(asyncio.Protocol):
     def _decide(self, event: DeviceIdentified, cached: _CachedKey) -> None:
         """Answer with the key the cloud holds, or go prove the presented one."""
         presented = event.presented_public_key_der
-        if presented is None or fingerprint_der(presented).hex == cached.fingerprint:
+        if (
+            presented is None
+            or presented == cached.der  # the common case, without hashing
+            or fingerprint_der(presented).hex == cached.fingerprint
+        ):
             public = cached.public
             if public is None or public.key_size != DEVICE_RSA_BITS:
                 self._refuse(
@@ -546,7 +553,7 @@ class _Link(asyncio.Protocol):
             return
         self.conn.send_hello()
         self._finish_handshake(Outcome.OK, "connected")
-        metrics.HANDSHAKE_SECONDS.observe(time.monotonic() - self.started)
+        server.tally.seconds.append(time.monotonic() - self.started)
         self.online = True
         self.deadline = time.monotonic() + server.config.idle_timeout
         server.online(self, self.device_id)
