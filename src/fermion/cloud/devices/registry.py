@@ -21,7 +21,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,6 +43,8 @@ from fermion.cloud.store.models import (
 from fermion.protocol.errors import Outcome
 
 log = logging.getLogger("fermion.devices")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,8 @@ class Recorder:
             for f in batch:
                 if isinstance(f, asyncio.Future) and not f.done():
                     f.set_result(None)
+            # Not kept alive while waiting for the next fact: a batch can be thousands of facts.
+            del batch, facts, first
 
 
 async def write_facts(session: AsyncSession, facts: Iterable[Fact]) -> None:
@@ -277,9 +281,9 @@ async def write_facts(session: AsyncSession, facts: Iterable[Fact]) -> None:
                 values["key_health"] = KeyHealth.MISMATCH
         rows.append(values)
     if rows:
-        existing = set(
-            await session.scalars(select(Device.id).where(Device.id.in_([r["id"] for r in rows])))
-        )
+        existing: set[str] = set()
+        for ids in in_lists(r["id"] for r in rows):
+            existing.update(await session.scalars(select(Device.id).where(Device.id.in_(ids))))
         # Group by the set of columns: one executemany per shape.
         shapes: dict[tuple[str, ...], list[dict[str, object]]] = {}
         for r in rows:
@@ -300,11 +304,11 @@ async def _write_outcomes(
     device_ids = {k[0] for k in outcomes if k[0] is not None}
     addresses = {k[1] for k in outcomes if k[0] is None}
     found: dict[tuple[str | None, str | None, str], tuple[int, str | None]] = {}
-    queries = []
-    if device_ids:
-        queries.append(table.c.device_id.in_(device_ids))
-    if addresses:
-        queries.append(table.c.device_id.is_(None) & table.c.remote_address.in_(addresses))
+    queries = [table.c.device_id.in_(ids) for ids in in_lists(device_ids)]
+    queries += [
+        table.c.device_id.is_(None) & table.c.remote_address.in_(chunk)
+        for chunk in in_lists(addresses)
+    ]
     for where in queries:
         rows = await session.execute(
             select(*columns, table.c.detail).where(where).order_by(table.c.id)
@@ -360,6 +364,23 @@ async def _update_by_id(
         .values({name: bindparam(name) for name in shape if name != "id"})
     )
     await session.execute(stmt, [{**r, "_id": r["id"]} for r in rows])
+
+
+# Lengths of the lists given to ``IN``: SQLAlchemy writes one placeholder per value, so every
+# distinct length is another statement for SQLite's (or asyncpg's) statement cache to prepare
+# and keep; a handful of lengths keeps that cache small and hit.
+_IN_LENGTHS = (8, 32, 128, 512, 2048)
+
+
+def in_lists(values: Iterable[T]) -> list[list[T]]:
+    """``values`` as lists of one of the ``_IN_LENGTHS`` (the last value repeated to fill)."""
+    items = list(values)
+    lists = []
+    for start in range(0, len(items), _IN_LENGTHS[-1]):
+        chunk = items[start : start + _IN_LENGTHS[-1]]
+        length = next(n for n in _IN_LENGTHS if n >= len(chunk))
+        lists.append(chunk + [chunk[-1]] * (length - len(chunk)))
+    return lists
 
 
 def parse_outcome_detail(text: str | None) -> dict[str, object]:

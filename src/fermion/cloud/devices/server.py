@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import gc
 import logging
+import platform
 import socket
 import struct
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,6 +142,7 @@ class DeviceServer:
         self.tally = metrics.Tally()
         self.keys: ServerKeys | None = None
         self._key_cache: OrderedDict[str, _CachedKey] = OrderedDict()
+        self.housekeeping = Housekeeping()
         self._server: asyncio.AbstractServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._unsubscribe: Any = None
@@ -216,8 +221,6 @@ class DeviceServer:
             return None  # not cached: the device may be registered a moment later
         entry = _CachedKey(record.key_fingerprint, record.key_der)
         self._key_cache[device_id] = entry
-        while len(self._key_cache) > 200_000:
-            self._key_cache.popitem(last=False)
         return entry
 
     def keys_changed(self, device_ids: set[str]) -> None:
@@ -250,6 +253,7 @@ class DeviceServer:
             for link in [link for link in self.links if link.deadline < now]:
                 link.timed_out()
             self.tally.flush()
+            self.housekeeping.tick(self)
 
     async def _poll(self) -> None:
         while True:
@@ -291,6 +295,54 @@ class DeviceServer:
             del self.sessions[device_id]
             self.tally.online -= 1
             self.recorder.put(registry.Presence(device_id, False, link.address, False, utcnow()))
+
+
+class Housekeeping:
+    """Gives memory back after a crowd of devices has come and gone.
+
+    Run by the sweeper. The key cache keeps the keys of connected devices plus the
+    ``KEY_CACHE_RECENT`` most recently used (a device that reconnects within a blip is still
+    answered without a store read; one that stays away costs a read when it comes back). Python
+    dicts and sets never shrink as entries are deleted, so the session table and the link set
+    are copied once they hold a quarter of their high-water mark. And the C heap (OpenSSL's and
+    libuv's per-connection allocations) is handed back to the system with glibc's
+    ``malloc_trim`` once the number of connections has fallen by ``TRIM_AFTER`` or more.
+    """
+
+    KEY_CACHE_RECENT = 4096
+    TRIM_AFTER = 1024
+
+    def __init__(self) -> None:
+        self.high = 0  # most connections since the last compaction
+        self._trim = _malloc_trim()
+
+    def tick(self, server: DeviceServer) -> None:
+        cache = server._key_cache
+        excess = len(cache) - (len(server.sessions) + self.KEY_CACHE_RECENT)
+        for _ in range(max(0, excess)):
+            cache.popitem(last=False)
+        now = len(server.links)
+        self.high = max(self.high, now)
+        if self.high - now < self.TRIM_AFTER or now > self.high // 4:
+            return
+        server.sessions = dict(server.sessions)
+        server.links = set(server.links)
+        if excess > 0:
+            server._key_cache = OrderedDict(cache)
+        gc.collect()
+        if self._trim is not None:
+            self._trim(0)
+        self.high = now
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None on another C library (musl, macOS)."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
 
 
 _RST = struct.pack("ii", 1, 0)
