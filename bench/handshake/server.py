@@ -260,6 +260,115 @@ def _hold_main(args: tuple[Any, ...]) -> list[tuple[str, int, int]]:
     return asyncio.run(go())
 
 
+# -- the I/O floor: the handshake's socket traffic without its work -------------------------------
+
+# Bytes each side writes, in order: nonce, key block, reply, the device's Hello frame, the server's.
+_SERVER_WRITES = (40, 384, 18)
+_DEVICE_WRITES = (256, 34)
+
+
+class _Dance(asyncio.Protocol):
+    """Writes ``writes[i]`` bytes once ``reads[i]`` more bytes have arrived (``reads[0]`` may
+    be 0: write at once), like one side of a handshake with no crypto, CoAP or store."""
+
+    __slots__ = ("done", "pending", "reads", "step", "transport", "writes")
+
+    def __init__(self, reads: tuple[int, ...], writes: tuple[int, ...], done: Any = None) -> None:
+        self.reads, self.writes, self.done = reads, writes, done
+        self.step = 0
+        self.pending = reads[0]
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        transport.get_extra_info("peername")
+        if self.pending == 0:
+            self._advance()
+
+    def data_received(self, data: bytes) -> None:
+        self.pending -= len(data)
+        if self.pending <= 0:
+            self._advance()
+
+    def _advance(self) -> None:
+        if self.step < len(self.writes):
+            self.transport.write(b"\0" * self.writes[self.step])
+        self.step += 1
+        if self.step < len(self.reads):
+            self.pending += self.reads[self.step]
+        elif self.done is not None:
+            self.transport.close()
+            if not self.done.done():
+                self.done.set_result(True)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_result(False)
+
+
+def _floor_server(port: int, ready: Any) -> None:
+    from fermion.cloud.devices.service import use_uvloop
+
+    use_uvloop()
+    reads = (0, 256, 34)
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        await loop.create_server(
+            lambda: _Dance(reads, _SERVER_WRITES), "127.0.0.1", port, backlog=4096
+        )
+        ready.set()
+        await asyncio.sleep(3600)
+
+    asyncio.run(serve())
+
+
+def _floor_main(args: tuple[Any, ...]) -> tuple[int, float]:
+    from fermion.cloud.devices.service import use_uvloop
+
+    port, seconds, concurrency = args
+    use_uvloop()
+    reads = (40, 384, 18)
+
+    async def go() -> int:
+        loop = asyncio.get_running_loop()
+        done = 0
+        end = time.monotonic() + seconds
+
+        async def one() -> None:
+            nonlocal done
+            while time.monotonic() < end:
+                finished: asyncio.Future[bool] = loop.create_future()
+                device = _Dance(reads, _DEVICE_WRITES, finished)
+                await loop.create_connection(lambda d=device: d, "127.0.0.1", port)
+                done += await finished
+
+        await asyncio.gather(*(one() for _ in range(concurrency)))
+        return done
+
+    start = os.times()
+    done = asyncio.run(go())
+    end = os.times()
+    return done, (end.user - start.user) + (end.system - start.system)
+
+
+def io_floor(context: Any, seconds: float, loadgens: int, concurrency: int) -> float:
+    """Server CPU-seconds per connection for the handshake's socket traffic alone."""
+    port = free_port()
+    ready = context.Event()
+    server = context.Process(target=_floor_server, args=(port, ready), daemon=True)
+    server.start()
+    try:
+        ready.wait(30)
+        cpu0 = cpu_seconds(server.pid)
+        with context.Pool(loadgens) as procs:
+            results = procs.map(_floor_main, [(port, seconds, concurrency)] * loadgens)
+        return (cpu_seconds(server.pid) - cpu0) / max(1, sum(r[0] for r in results))
+    finally:
+        server.kill()
+        server.join()
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -312,13 +421,22 @@ def main() -> None:
     context = multiprocessing.get_context("spawn")
     rate_pems = pems[: options.devices]
 
+    per = max(1, options.concurrency // options.loadgens)
+    floor = io_floor(context, min(options.seconds, 5.0), options.loadgens, per)
+    bound = (1 / top) / (1 / top + floor)
+    print(
+        f"I/O floor (the same socket traffic, no crypto, on uvloop): {floor * 1e6:.0f} us of "
+        f"server CPU per connection; a server doing nothing else than RSA and that traffic "
+        f"would reach {bound:.2f} x ceiling",
+        flush=True,
+    )
+
     for workers in [int(w) for w in options.workers.split(",") if w]:
         port = free_port()
         config = DeviceServerConfig(port=port, failure_limit=10**9, max_handshakes=100_000)
         pool = WorkerPool(url, config, workers)
         pool.start()
         try:
-            per = max(1, options.concurrency // options.loadgens)
             pids = [p.pid for p in pool.processes]
             cpu0 = sum(cpu_seconds(p) for p in pids)
             with context.Pool(options.loadgens) as procs:
