@@ -28,6 +28,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.utils import NoDigestInfo
 
+from fermion.protocol import NEED_DATA, Failure
+from fermion.protocol.connection import Connected, DeviceConnection
+
 PKCS1 = padding.PKCS1v15()
 
 
@@ -139,9 +142,6 @@ class _Device(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        from fermion.protocol import NEED_DATA, Failure
-        from fermion.protocol.connection import Connected
-
         conn = self.conn
         conn.receive_data(data)
         while (event := conn.next_event()) is not NEED_DATA:
@@ -168,8 +168,6 @@ class _Device(asyncio.Protocol):
 
 async def _connect(port: int, fleet: _Fleet, index: int, hold: bool) -> _Device | None:
     """One complete handshake as device ``index``; the connected protocol, or None."""
-    from fermion.protocol.connection import DeviceConnection
-
     device_id, key, der = fleet.devices[index % len(fleet.devices)]
     conn = DeviceConnection(key, device_id, fleet.server, fleet.hello, public_key_der=der)
     loop = asyncio.get_running_loop()
