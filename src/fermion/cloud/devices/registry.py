@@ -22,8 +22,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, TypeVar
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,6 +45,8 @@ from fermion.cloud.store.models import (
 from fermion.protocol.errors import Outcome
 
 log = logging.getLogger("fermion.devices")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -262,6 +265,8 @@ class Recorder:
             for f in batch:
                 if isinstance(f, asyncio.Future) and not f.done():
                     f.set_result(None)
+            # Not kept alive while waiting for the next fact: a batch can be thousands of facts.
+            del batch, facts, first
 
 
 async def write_facts(session: AsyncSession, facts: Iterable[Fact]) -> None:
@@ -312,63 +317,106 @@ async def write_facts(session: AsyncSession, facts: Iterable[Fact]) -> None:
                 values["key_health"] = KeyHealth.MISMATCH
         rows.append(values)
     if rows:
-        existing = set(
-            await session.scalars(select(Device.id).where(Device.id.in_([r["id"] for r in rows])))
-        )
+        existing: set[str] = set()
+        for ids in in_lists(r["id"] for r in rows):
+            existing.update(await session.scalars(select(Device.id).where(Device.id.in_(ids))))
         # Group by the set of columns: one executemany per shape.
         shapes: dict[tuple[str, ...], list[dict[str, object]]] = {}
         for r in rows:
             if r["id"] in existing:
                 shapes.setdefault(tuple(sorted(r)), []).append(r)
-        for batch in shapes.values():
-            await session.execute(update(Device), batch)
+        for shape, batch in shapes.items():
+            await _update_by_id(session, Device.__table__, shape, batch)
 
 
 async def _write_outcomes(
     session: AsyncSession,
     outcomes: dict[tuple[str | None, str | None, Outcome], tuple[OutcomeFact, int]],
 ) -> None:
+    # Columns, not ORM objects, and bulk statements by primary key: this runs for every
+    # handshake, and the unit of work costs more per row than the handshake's own Python.
+    table = HandshakeOutcome.__table__
+    columns = (table.c.id, table.c.device_id, table.c.remote_address, table.c.outcome)
     device_ids = {k[0] for k in outcomes if k[0] is not None}
     addresses = {k[1] for k in outcomes if k[0] is None}
-    found: dict[tuple[str | None, str | None, str], HandshakeOutcome] = {}
-    if device_ids:
-        for row in await session.scalars(
-            select(HandshakeOutcome).where(HandshakeOutcome.device_id.in_(device_ids))
-        ):
-            found.setdefault((row.device_id, None, row.outcome), row)
-    if addresses:
-        for row in await session.scalars(
-            select(HandshakeOutcome).where(
-                HandshakeOutcome.device_id.is_(None),
-                HandshakeOutcome.remote_address.in_(addresses),
-            )
-        ):
-            found.setdefault((None, row.remote_address, row.outcome), row)
+    found: dict[tuple[str | None, str | None, str], tuple[int, str | None]] = {}
+    queries = [table.c.device_id.in_(ids) for ids in in_lists(device_ids)]
+    queries += [
+        table.c.device_id.is_(None) & table.c.remote_address.in_(chunk)
+        for chunk in in_lists(addresses)
+    ]
+    for where in queries:
+        rows = await session.execute(
+            select(*columns, table.c.detail).where(where).order_by(table.c.id)
+        )
+        for row_id, device_id, address, outcome, detail in rows:
+            key = (device_id, None if device_id else address, outcome)
+            found.setdefault(key, (row_id, detail))
+    inserts: list[dict[str, object]] = []
+    updates: dict[bool, list[dict[str, object]]] = {}
     for (device_id, address, outcome), (fact, count) in outcomes.items():
         at = fact.at or utcnow()
-        row = found.get((device_id, address, outcome.value))
-        if row is None:
+        existing = found.get((device_id, address, outcome.value))
+        if existing is None:
             detail = {"count": count, "first_at": _iso(at), "reason": fact.reason}
-            session.add(
-                HandshakeOutcome(
-                    device_id=device_id,
-                    remote_address=fact.address,
-                    outcome=outcome.value,
-                    detail=json.dumps(detail),
-                    fingerprint=fact.fingerprint,
-                    at=at,
-                )
+            inserts.append(
+                {
+                    "device_id": device_id,
+                    "remote_address": fact.address,
+                    "outcome": outcome.value,
+                    "detail": json.dumps(detail),
+                    "fingerprint": fact.fingerprint,
+                    "at": at,
+                }
             )
             continue
-        detail = parse_outcome_detail(row.detail)
-        detail["count"] = int(detail.get("count", 1)) + count  # type: ignore[call-overload]
-        detail["reason"] = fact.reason
-        row.detail = json.dumps(detail)
-        row.at = at
-        row.remote_address = fact.address
+        row_id, text = existing
+        old = parse_outcome_detail(text)
+        old["count"] = int(old.get("count", 1)) + count  # type: ignore[call-overload]
+        old["reason"] = fact.reason
+        values: dict[str, object] = {
+            "id": row_id,
+            "detail": json.dumps(old),
+            "at": at,
+            "remote_address": fact.address,
+        }
         if fact.fingerprint is not None:
-            row.fingerprint = fact.fingerprint
-    await session.flush()
+            values["fingerprint"] = fact.fingerprint
+        updates.setdefault(fact.fingerprint is not None, []).append(values)
+    if inserts:
+        await session.execute(insert(HandshakeOutcome), inserts)
+    for batch in updates.values():
+        await _update_by_id(session, table, tuple(sorted(batch[0])), batch)
+
+
+async def _update_by_id(
+    session: AsyncSession, table: Any, shape: tuple[str, ...], rows: list[dict[str, object]]
+) -> None:
+    """One executemany of ``UPDATE table SET <shape> WHERE id = :id`` (Core: no ORM bookkeeping
+    per row). Every row has exactly the keys in ``shape``, ``id`` among them."""
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("_id"))
+        .values({name: bindparam(name) for name in shape if name != "id"})
+    )
+    await session.execute(stmt, [{**r, "_id": r["id"]} for r in rows])
+
+
+# Lengths of the lists given to ``IN``: SQLAlchemy writes one placeholder per value, so every
+# distinct length is another statement for SQLite's (or asyncpg's) statement cache to prepare
+# and keep; a handful of lengths keeps that cache small and hit.
+_IN_LENGTHS = (8, 32, 128, 512, 2048)
+
+
+def in_lists(values: Iterable[T]) -> list[list[T]]:
+    """``values`` as lists of one of the ``_IN_LENGTHS`` (the last value repeated to fill)."""
+    items = list(values)
+    lists = []
+    for start in range(0, len(items), _IN_LENGTHS[-1]):
+        chunk = items[start : start + _IN_LENGTHS[-1]]
+        length = next(n for n in _IN_LENGTHS if n >= len(chunk))
+        lists.append(chunk + [chunk[-1]] * (length - len(chunk)))
+    return lists
 
 
 def parse_outcome_detail(text: str | None) -> dict[str, object]:
