@@ -2,6 +2,7 @@
 and connected devices held at once with the worker's RSS per device.
 
     python -m bench.handshake.server [--seconds 10] [--concurrency 64] [--hold 10000]
+        [--churns 2] [--workers 1,2]
 
 The ceiling is measured first in this process, with the same library: per handshake one
 RSA-2048 PKCS#1 v1.5 decrypt, one RSA-2048 raw signature and one RSA-1024 encrypt, on one core.
@@ -228,31 +229,41 @@ async def _connect_all(port: int, fleet: _Fleet) -> list[_Device]:
     return held
 
 
-async def _disconnect_all(held: list[_Device]) -> None:
+async def _disconnect_all(held: list[_Device], linger: float = 0.0) -> None:
     for device in held:
         device.transport.close()
-    await asyncio.sleep(3)  # the worker notices, records presence, lets go
+    # The worker notices, records presence, lets go; after ``linger`` it also drops the keys
+    # of the devices that did not come back (DeviceServerConfig.key_cache_linger).
+    await asyncio.sleep(3 + linger)
+
+
+WARM_UP = 100  # devices in the churn before the baseline is read
 
 
 def _hold_main(args: tuple[Any, ...]) -> list[tuple[str, int, int]]:
-    """Connect every device and keep it, disconnect all, then a second churn of the same size.
+    """Connect every device and keep it, disconnect all; ``churns`` times.
 
-    Returns (phase, connected devices, worker RSS KB) at baseline, held, after disconnecting,
-    held again and after disconnecting again."""
+    Returns (phase, connected devices, worker RSS KB): at start, after a warm-up churn of
+    ``WARM_UP`` devices (what a first connection initialises once, lazily, is not a leak; this
+    is the baseline), then held and after disconnecting, per churn."""
     from fermion.cloud.devices.service import use_uvloop
 
-    port, pems, server_der, pid = args
+    port, pems, server_der, pid, churns, linger = args
     fleet = _load_fleet(pems, server_der)
+    warm = _load_fleet(pems[:WARM_UP], server_der)
     use_uvloop()
 
     async def go() -> list[tuple[str, int, int]]:
-        phases = [("baseline", 0, rss_kb(pid))]
-        for round_ in ("", " again"):
+        phases = [("start", 0, rss_kb(pid))]
+        await _disconnect_all(await _connect_all(port, warm))
+        phases.append((f"baseline ({WARM_UP} warm-up)", 0, rss_kb(pid)))
+        for round_ in range(1, churns + 1):
             held = await _connect_all(port, fleet)
             await asyncio.sleep(2)
-            phases.append(("held" + round_, len(held), rss_kb(pid)))
-            await _disconnect_all(held)
-            phases.append(("after disconnect" + round_, 0, rss_kb(pid)))
+            phases.append((f"held #{round_}", len(held), rss_kb(pid)))
+            await _disconnect_all(held, linger)
+            del held
+            phases.append((f"after disconnect #{round_}", 0, rss_kb(pid)))
         return phases
 
     return asyncio.run(go())
@@ -387,7 +398,10 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=200)
     parser.add_argument("--hold", type=int, default=10_000)
     parser.add_argument("--loadgens", type=int, default=2)
-    parser.add_argument("--workers", default="1,2", help="worker counts to measure, e.g. 1")
+    parser.add_argument(
+        "--workers", default="1,2", help='worker counts to measure, e.g. 1 ("" skips the rates)'
+    )
+    parser.add_argument("--churns", type=int, default=2, help="connect/disconnect rounds")
     options = parser.parse_args()
     # As `fermion serve --device-workers N` does: workers count in prometheus-client's
     # multiprocess mode (set before anything imports prometheus-client).
@@ -470,11 +484,30 @@ def main() -> None:
             pid = pool.processes[0].pid
             time.sleep(1)
             with context.Pool(1) as procs:
-                phases = procs.apply(_hold_main, ((port, pems[: options.hold], server_der, pid),))
-            base = phases[0][2]
-            print("churn, one worker (RSS of the worker process):", flush=True)
+                phases = procs.apply(
+                    _hold_main,
+                    (
+                        (
+                            port,
+                            pems[: options.hold],
+                            server_der,
+                            pid,
+                            options.churns,
+                            config.key_cache_linger,
+                        ),
+                    ),
+                )
+            start, base = phases[0][2], phases[1][2]
+            print(
+                "churn, one worker (RSS of the worker process; ratios to the baseline after "
+                "the warm-up, and to the RSS at start):",
+                flush=True,
+            )
             for name, count, rss in phases:
-                line = f"  {name:<24} {rss / 1024:7.1f} MB = {rss / base:.2f} x baseline"
+                line = (
+                    f"  {name:<24} {rss / 1024:7.1f} MB = {rss / base:.2f} x baseline"
+                    f" ({rss / start:.2f} x start)"
+                )
                 if count:
                     line += (
                         f"; {count} devices connected, "

@@ -61,3 +61,32 @@ def test_cloud_addresses(text: str, expected: tuple[str, int]) -> None:
 def test_cloud_addresses_refused(text: str) -> None:
     with pytest.raises(DeviceError):
         parse_cloud(text)
+
+
+def test_after_a_crowd_leaves_keys_stay_cached_for_the_linger_then_only_connected_ones() -> None:
+    from collections import OrderedDict
+    from types import SimpleNamespace
+
+    from fermion.cloud.devices.limits import DeviceServerConfig
+    from fermion.cloud.devices.server import Housekeeping, _CachedKey
+
+    cache = OrderedDict((f"{i:024x}", _CachedKey(None, None)) for i in range(6000))
+    connected = f"{10:024x}"
+    cache.move_to_end(connected)  # looked up when it connected
+    server = SimpleNamespace(
+        _key_cache=cache,
+        sessions={connected: object()},
+        links=set(),
+        config=DeviceServerConfig(key_cache_linger=30.0),
+        owns_store=False,
+    )
+    housekeeping = Housekeeping()
+    housekeeping.high = 6000  # the crowd was here; now it has left
+    housekeeping.tick(server)  # type: ignore[arg-type]
+    assert len(server._key_cache) == 1 + Housekeeping.KEY_CACHE_RECENT  # a blip comes back fast
+    housekeeping.tick(server)  # type: ignore[arg-type]
+    assert len(server._key_cache) == 1 + Housekeeping.KEY_CACHE_RECENT
+    assert housekeeping.left_at is not None
+    housekeeping.left_at -= 31.0  # the linger is over: those that did not come back are dropped
+    housekeeping.tick(server)  # type: ignore[arg-type]
+    assert list(server._key_cache) == [connected]

@@ -32,6 +32,8 @@ class DeviceServerConfig:
     events_kept: int = 10
     event_data_kept: int = 1024
     activity_devices: int = 20_000
+    # After a crowd has left: how long the keys of devices that did not come back stay cached.
+    key_cache_linger: float = 30.0
     reuse_port: bool = False
     # Single node: devices marked online by a server that is no longer running are not.
     reset_presence: bool = True

@@ -128,8 +128,14 @@ class ServerKeys:
 class DeviceServer:
     """Listens for devices; ``start()``/``stop()`` from the app lifespan or a worker process."""
 
-    def __init__(self, store: Store, config: DeviceServerConfig | None = None) -> None:
+    def __init__(
+        self, store: Store, config: DeviceServerConfig | None = None, *, owns_store: bool = False
+    ) -> None:
         self.store = store
+        # owns_store: nothing else uses the store's connections (a worker process), so they
+        # may be closed and reopened to give back their caches.
+        self.owns_store = owns_store
+        self._recycling: asyncio.Task[None] | None = None
         self.config = config or DeviceServerConfig()
         self.recorder = registry.Recorder(store)
         self.limiter = FailureLimiter(self.config.failure_limit, self.config.failure_window)
@@ -181,6 +187,8 @@ class DeviceServer:
         for link in list(self.links):
             link.close()
         await cancel_and_wait(self._tasks)
+        if self._recycling is not None:
+            await cancel_and_wait([self._recycling])
         if self._unsubscribe is not None:
             self._unsubscribe()
         await self.recorder.stop()
@@ -268,6 +276,21 @@ class DeviceServer:
             except Exception:
                 log.exception("device server: polling the store failed")
 
+    def recycle_store(self) -> None:
+        """Close the store's idle connections (they reopen on the next use): a database
+        connection keeps the statements it prepared and the pages it read while the crowd was
+        here (SQLite: up to its cache size) in memory allocated among the crowd's."""
+        if self._recycling is not None and not self._recycling.done():
+            return
+        self._recycling = asyncio.get_running_loop().create_task(self._recycle())
+
+    async def _recycle(self) -> None:
+        try:
+            await self.store.engine.dispose()
+        except Exception:
+            log.exception("device server: closing idle store connections failed")
+        self.housekeeping.trim()
+
     # -- recording ------------------------------------------------------------------------------
 
     def record(
@@ -302,11 +325,13 @@ class Housekeeping:
 
     Run by the sweeper. The key cache keeps the keys of connected devices plus the
     ``KEY_CACHE_RECENT`` most recently used (a device that reconnects within a blip is still
-    answered without a store read; one that stays away costs a read when it comes back). Python
-    dicts and sets never shrink as entries are deleted, so the session table and the link set
-    are copied once they hold a quarter of their high-water mark. And the C heap (OpenSSL's and
-    libuv's per-connection allocations) is handed back to the system with glibc's
-    ``malloc_trim`` once the number of connections has fallen by ``TRIM_AFTER`` or more.
+    answered without a store read); once a crowd has left, the keys of those that have not come
+    back within ``key_cache_linger`` are dropped too (one that stays away costs a read when it
+    comes back). Python dicts and sets never shrink as entries are deleted, so the session
+    table, the link set and the key cache are copied once they hold a quarter of their
+    high-water mark. A worker that owns its store closes its idle database connections then:
+    they hold the statements prepared and the pages read while the crowd was here. And the C
+    heap is handed back to the system with glibc's ``malloc_trim``.
     """
 
     KEY_CACHE_RECENT = 4096
@@ -314,10 +339,21 @@ class Housekeeping:
 
     def __init__(self) -> None:
         self.high = 0  # most connections since the last compaction
+        self.left_at: float | None = None  # when a crowd was last seen to have left
         self._trim = _malloc_trim()
 
     def tick(self, server: DeviceServer) -> None:
         cache = server._key_cache
+        if self.left_at is not None and (
+            time.monotonic() - self.left_at >= server.config.key_cache_linger
+        ):
+            self.left_at = None
+            if len(cache) > len(server.sessions):
+                sessions = server.sessions
+                server._key_cache = cache = OrderedDict(
+                    (device_id, key) for device_id, key in cache.items() if device_id in sessions
+                )
+                self.trim()
         excess = len(cache) - (len(server.sessions) + self.KEY_CACHE_RECENT)
         for _ in range(max(0, excess)):
             cache.popitem(last=False)
@@ -329,10 +365,16 @@ class Housekeeping:
         server.links = set(server.links)
         if excess > 0:
             server._key_cache = OrderedDict(cache)
+        if server.owns_store:
+            server.recycle_store()  # trims again once the connections are closed
+        self.trim()
+        self.high = now
+        self.left_at = time.monotonic()
+
+    def trim(self) -> None:
         gc.collect()
         if self._trim is not None:
             self._trim(0)
-        self.high = now
 
 
 def _malloc_trim() -> Callable[[int], int] | None:

@@ -45,7 +45,7 @@ async def _worker(database_url: str, config: DeviceServerConfig, ready: Any) -> 
     from fermion.cloud.store import Store
 
     store = Store(database_url)
-    server = DeviceServer(store, config)
+    server = DeviceServer(store, config, owns_store=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
