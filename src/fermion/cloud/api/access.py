@@ -27,12 +27,27 @@ async def standing(
     session: AsyncSession, caller: Caller, device: Device
 ) -> tuple[Actor | None, Actor | None]:
     """(role or principal in the device's product, ownership standing) for ``check``."""
-    owns = caller.is_user and device.owner_user_id == caller.user_id
-    if device.product_id is None:
+    actor = None
+    if device.product_id is not None:
+        actor = await actor_in_product(session, caller, device.product_id)
+    return device_standing(
+        caller, actor, device.product_id, device.owner_user_id, device.owner_customer_id
+    )
+
+
+def device_standing(
+    caller: Caller,
+    actor: Actor | None,
+    product_id: int | None,
+    owner_user_id: int | None,
+    owner_customer_id: int | None,
+) -> tuple[Actor | None, Actor | None]:
+    """``standing`` from the device's columns and the caller's ``actor_in_product`` there."""
+    owns = caller.is_user and owner_user_id == caller.user_id
+    if product_id is None:
         # Outside any product the owner is the only one with a say.
         return (Role.OWNER if owns else None), None
-    actor = await actor_in_product(session, caller, device.product_id)
-    if actor is Principal.CUSTOMER and device.owner_customer_id != caller.customer_id:
+    if actor is Principal.CUSTOMER and owner_customer_id != caller.customer_id:
         actor = None  # customers see only their own devices
     return actor, (Principal.DEVICE_OWNER if owns else None)
 

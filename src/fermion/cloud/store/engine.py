@@ -2,15 +2,16 @@
 
 SQLite allows one writer at a time. A deferred transaction that reads and then writes can fail at
 once with "database is locked" when another writer got there first, without waiting at all, so
-every write transaction here starts with ``BEGIN IMMEDIATE`` (it waits for ``busy_timeout``) and,
-within one process, writers queue on an asyncio lock instead of spinning on the file lock.
+every write transaction here starts with ``BEGIN IMMEDIATE`` (it waits for another process's
+lock without blocking the loop: ``sqlite_inline.begin_immediate``) and, within one process,
+writers queue on an asyncio lock instead of spinning on the file lock.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import event
@@ -22,19 +23,24 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from fermion.cloud.store.sqlite_inline import connect_factory
+from fermion.cloud.store.direct import Direct, Runner, SessionRunner, direct_transaction
+from fermion.cloud.store.sqlite_inline import BUSY_TIMEOUT_MS, connect_factory
 
 _BEGIN_OPTION = "fermion_begin"
-_SQLITE_BUSY_MS = 30_000
+
+
+def _inline_sqlite(url: str, kwargs: dict[str, Any]) -> bool:
+    """Whether ``make_engine`` runs this SQLite database on the loop's thread."""
+    database = make_url(url).database
+    return bool(database) and database != ":memory:" and "async_creator" not in kwargs
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if not url.startswith("sqlite"):
         return create_async_engine(url, pool_pre_ping=False, **kwargs)
-    database = make_url(url).database
-    if database and database != ":memory:" and "async_creator" not in kwargs:
+    if _inline_sqlite(url, kwargs):
         # Statements run on the loop's thread instead of aiosqlite's (see sqlite_inline).
-        kwargs["async_creator"] = connect_factory(database)
+        kwargs["async_creator"] = connect_factory(make_url(url).database or "")
     engine = create_async_engine(url, **kwargs)
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -47,7 +53,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         # NORMAL in WAL mode survives a process crash (what a SIGKILL is); only a power cut can
         # lose the last commits, never corrupt the file.
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -64,6 +70,13 @@ class Store:
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        # Hot paths run on the driver connection where we know the driver (see store.direct).
+        self._direct = (
+            _inline_sqlite(url, engine_kwargs)
+            if self.is_sqlite
+            else url.startswith("postgresql+asyncpg")
+        )
+        self.compiled_cache: dict[Any, Any] = {}  # statement -> store.direct.Compiled
         self.engine = make_engine(url, **engine_kwargs)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
@@ -89,6 +102,23 @@ class Store:
                 await session.rollback()
                 raise
             await session.commit()
+
+    @asynccontextmanager
+    async def direct_write(self) -> AsyncIterator[Runner]:
+        """Like ``write``, for Core statements only, run on the driver (``store.direct``).
+
+        Commits on a clean exit, rolls back on an error. Where there is no direct path (an
+        in-memory SQLite, another driver) the statements run through a session instead.
+        """
+        if not self._direct:
+            async with self.write() as session:
+                yield SessionRunner(session)
+            return
+        lock: AbstractAsyncContextManager[Any] = self._write_lock or nullcontext()
+        async with lock, self.engine.connect() as conn:
+            runner: Direct
+            async with direct_transaction(self, conn) as runner:
+                yield runner
 
     async def close(self) -> None:
         await self.engine.dispose()

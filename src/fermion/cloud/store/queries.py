@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fermion.cloud.store.direct import Runner
 from fermion.cloud.store.models import Customer, Device, DeviceKey, Product, User
 
 
@@ -59,10 +60,37 @@ async def device_list(session: AsyncSession, *conditions: Any) -> list[DeviceRow
     return [_row(r) for r in (await session.execute(stmt)).all()]
 
 
+def _as_product_id(text: str) -> int | None:
+    return int(text) if text.isdigit() and len(text) <= 9 else None  # beyond int4: not an id
+
+
 async def product_by_id_or_slug(session: AsyncSession, ref: str | int) -> Product | None:
+    """The product a reference names: its id when it is one, else its slug."""
     text = str(ref).strip()
-    if text.isdigit() and len(text) <= 9:  # beyond int4, cannot be an id
-        found = await session.get(Product, int(text))
+    product_id = _as_product_id(text)
+    if product_id is not None:
+        found = await session.get(Product, product_id)
         if found is not None:
             return found
     return await session.scalar(select(Product).where(Product.slug == text))
+
+
+_products = Product.__table__
+_PRODUCT_BY_ID = select(_products.c.id, _products.c.platform_id).where(
+    _products.c.id == bindparam("id")
+)
+_PRODUCT_BY_SLUG = select(_products.c.id, _products.c.platform_id).where(
+    _products.c.slug == bindparam("slug")
+)
+
+
+async def product_ids_by_ref(runner: Runner, ref: str | int) -> tuple[int, int] | None:
+    """``product_by_id_or_slug`` on a ``Runner``: (id, platform_id) of the product."""
+    text = str(ref).strip()
+    product_id = _as_product_id(text)
+    if product_id is not None:
+        row = await runner.first(_PRODUCT_BY_ID, {"id": product_id})
+        if row is not None:
+            return row[0], row[1]
+    row = await runner.first(_PRODUCT_BY_SLUG, {"slug": text})
+    return (row[0], row[1]) if row is not None else None
