@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql import Executable
 
-from fermion.cloud.store.sqlite_inline import InlineConnection, begin_immediate
+from fermion.cloud.store.sqlite_inline import begin_immediate
 
 if TYPE_CHECKING:
     from fermion.cloud.store.engine import Store
@@ -220,25 +220,34 @@ class _Asyncpg:
 
 
 @asynccontextmanager
-async def direct_transaction(store: Store, conn: AsyncConnection) -> AsyncIterator[Direct]:
-    """A transaction on ``conn``'s driver connection (SQLite's write lock held by the caller)."""
+async def sqlite_transaction(store: Store, conn: sqlite3.Connection) -> AsyncIterator[Direct]:
+    """A write transaction on a plain SQLite connection (the caller holds the write lock)."""
+    async with _transaction(store, _Sqlite(conn)) as direct:
+        yield direct
+
+
+@asynccontextmanager
+async def pooled_transaction(store: Store, conn: AsyncConnection) -> AsyncIterator[Direct]:
+    """A transaction on the driver connection under a pooled ``AsyncConnection``."""
     raw = await conn.get_raw_connection()
     driver_conn = raw.driver_connection
-    driver: _Driver
-    if isinstance(driver_conn, InlineConnection):
-        driver = _Sqlite(driver_conn.sqlite)
-    elif type(driver_conn).__module__.startswith("asyncpg"):
-        driver = _Asyncpg(driver_conn)
-    else:  # e.g. an in-memory SQLite through aiosqlite's thread: no direct path
+    if not type(driver_conn).__module__.startswith("asyncpg"):
         raise NotImplementedError(f"no direct path for {type(driver_conn).__name__}")
+    driver = _Asyncpg(driver_conn)
+    try:
+        async with _transaction(store, driver) as direct:
+            yield direct
+    finally:
+        if driver.broken():
+            await conn.invalidate()
+
+
+@asynccontextmanager
+async def _transaction(store: Store, driver: _Driver) -> AsyncIterator[Direct]:
     await driver.begin()
     try:
         yield Direct(store, driver)
     except BaseException:
-        try:
-            await driver.rollback()
-        finally:
-            if driver.broken():
-                await conn.invalidate()
+        await driver.rollback()
         raise
     await driver.commit()

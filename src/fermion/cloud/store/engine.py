@@ -10,8 +10,9 @@ writers queue on an asyncio lock instead of spinning on the file lock.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
@@ -23,8 +24,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from fermion.cloud.store.direct import Direct, Runner, SessionRunner, direct_transaction
-from fermion.cloud.store.sqlite_inline import BUSY_TIMEOUT_MS, connect_factory
+from fermion.cloud.store.direct import Runner, SessionRunner, pooled_transaction, sqlite_transaction
+from fermion.cloud.store.sqlite_inline import PRAGMAS, connect_factory, open_writer
 
 _BEGIN_OPTION = "fermion_begin"
 
@@ -48,12 +49,8 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         # Let us issue BEGIN ourselves (see the begin hook) instead of the driver's implicit one.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        # NORMAL in WAL mode survives a process crash (what a SIGKILL is); only a power cut can
-        # lose the last commits, never corrupt the file.
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        for pragma in PRAGMAS:
+            cursor.execute(pragma)
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -76,6 +73,9 @@ class Store:
             if self.is_sqlite
             else url.startswith("postgresql+asyncpg")
         )
+        # SQLite: writes of this process take turns anyway (the write lock), so the direct path
+        # keeps one connection of its own instead of a pool checkout per transaction.
+        self._sqlite_writer: sqlite3.Connection | None = None
         self.compiled_cache: dict[Any, Any] = {}  # statement -> store.direct.Compiled
         self.engine = make_engine(url, **engine_kwargs)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -114,11 +114,18 @@ class Store:
             async with self.write() as session:
                 yield SessionRunner(session)
             return
-        lock: AbstractAsyncContextManager[Any] = self._write_lock or nullcontext()
-        async with lock, self.engine.connect() as conn:
-            runner: Direct
-            async with direct_transaction(self, conn) as runner:
+        if self._write_lock is None:
+            async with self.engine.connect() as conn, pooled_transaction(self, conn) as runner:
+                yield runner
+            return
+        async with self._write_lock:
+            if self._sqlite_writer is None:
+                self._sqlite_writer = open_writer(make_url(self.url).database or "")
+            async with sqlite_transaction(self, self._sqlite_writer) as runner:
                 yield runner
 
     async def close(self) -> None:
+        if self._sqlite_writer is not None:
+            self._sqlite_writer.close()
+            self._sqlite_writer = None
         await self.engine.dispose()

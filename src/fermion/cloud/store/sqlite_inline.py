@@ -25,6 +25,15 @@ from typing import Any
 
 _BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"
 BUSY_TIMEOUT_MS = 30_000
+# Every connection the cloud opens: WAL (readers never wait for the writer), foreign keys on,
+# and synchronous=NORMAL, which in WAL mode survives a process crash (what a SIGKILL is); only a
+# power cut can lose the last commits, never corrupt the file.
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA synchronous=NORMAL",
+    f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+)
 _FIRST_WAIT = 0.0005
 _LONGEST_WAIT = 0.02
 
@@ -137,10 +146,6 @@ class InlineConnection:
         self._connection = conn  # truthy while open; SQLAlchemy checks it before commit
         self._tx = _Immediate()
 
-    @property
-    def sqlite(self) -> sqlite3.Connection:
-        return self._conn
-
     def cursor(self) -> _Cursor:
         return _Cursor(self._conn.cursor())
 
@@ -170,6 +175,14 @@ class InlineConnection:
     @isolation_level.setter
     def isolation_level(self, value: str | None) -> None:
         self._conn.isolation_level = value
+
+
+def open_writer(path: str) -> sqlite3.Connection:
+    """A plain connection for ``store.direct`` (transactions begun explicitly)."""
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    for pragma in PRAGMAS:
+        conn.execute(pragma)
+    return conn
 
 
 def connect_factory(path: str) -> Callable[[], Awaitable[InlineConnection]]:
