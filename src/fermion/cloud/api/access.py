@@ -6,7 +6,7 @@ import re
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fermion.cloud.api.auth import Caller, actor_in_product
+from fermion.cloud.api.auth import Caller, actor_from_role, actor_in_product
 from fermion.cloud.api.errors import bad_request, not_found
 from fermion.cloud.domain.permissions import Action, Actor, Principal, Role, check
 from fermion.cloud.store.models import Device
@@ -56,6 +56,21 @@ async def authorize(session: AsyncSession, caller: Caller, device: Device, actio
     """Raise 404 when the caller has no standing at all (hides the device), 403 when the
     standing does not allow ``action`` (the message names the role needed)."""
     actor, also = await standing(session, caller, device)
+    require(actor, also, device, action)
+
+
+def authorize_with_role(caller: Caller, device: Device, role: str | None, action: Action) -> None:
+    """``authorize``, given the caller's team role in the device's product (users)."""
+    in_product = (
+        actor_from_role(caller, device.product_id, role) if device.product_id is not None else None
+    )
+    actor, also = device_standing(
+        caller, in_product, device.product_id, device.owner_user_id, device.owner_customer_id
+    )
+    require(actor, also, device, action)
+
+
+def require(actor: Actor | None, also: Actor | None, device: Device, action: Action) -> None:
     if actor is None and also is None:
         raise not_found(f"device {device.id} not found")
     check(actor, action, device.product_id, also=also)

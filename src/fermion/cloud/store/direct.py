@@ -10,8 +10,8 @@ upload runs its statements here:
   ``SessionRunner``), compiled once per dialect;
 - bind values go through the column types' own bind processors, so what is stored is exactly
   what the ORM would store (UTC datetimes, JSON, ...);
-- rows come back as the driver gives them: select only columns whose driver values are the
-  Python values (ints, strings), or convert them at the call site.
+- rows come back through the selected columns' result processors, as from a session (UTC
+  datetimes, booleans from SQLite's integers...).
 
 A driver error that is an integrity violation is raised as SQLAlchemy's ``IntegrityError``, as
 through a session, so callers handle both paths alike.
@@ -74,6 +74,7 @@ class Compiled:
     defaults: dict[str, Any]  # values built into the statement, scalar column defaults
     generated: dict[str, Callable[[], Any]]  # Python-side column defaults (``default=utcnow``)
     processors: tuple[Callable[[Any], Any] | None, ...]
+    results: tuple[Callable[[Any], Any] | None, ...] | None  # None: rows need no processing
 
     @classmethod
     def of(cls, stmt: Executable, dialect: Dialect) -> Compiled:
@@ -101,7 +102,25 @@ class Compiled:
             else:
                 raise ValueError(f"{column}: default {default!r} is not supported here")
         procs = compiled._bind_processors  # the processors an execution through SQLAlchemy runs
-        return cls(str(compiled), names, defaults, generated, tuple(procs.get(n) for n in names))
+        results = tuple(
+            entry.type._cached_result_processor(dialect, None) for entry in compiled._result_columns
+        )
+        return cls(
+            str(compiled),
+            names,
+            defaults,
+            generated,
+            tuple(procs.get(n) for n in names),
+            results if any(results) else None,
+        )
+
+    def row(self, raw: Sequence[Any] | None) -> Sequence[Any] | None:
+        if raw is None or self.results is None:
+            return raw
+        return tuple(
+            value if process is None else process(value)
+            for process, value in zip(self.results, raw, strict=True)
+        )
 
     def args(self, params: Params) -> list[Any]:
         out = []
@@ -135,7 +154,7 @@ class Direct:
 
     async def first(self, stmt: Executable, params: Params) -> Sequence[Any] | None:
         c = self._compiled(stmt)
-        return await self._driver.first(c.sql, c.args(params))
+        return c.row(await self._driver.first(c.sql, c.args(params)))
 
     async def scalar(self, stmt: Executable, params: Params) -> Any:
         row = await self.first(stmt, params)
@@ -164,9 +183,13 @@ class _Sqlite:
 
     async def first(self, sql: str, args: list[Any]) -> Sequence[Any] | None:
         try:
-            return self.conn.execute(sql, args).fetchone()
+            cursor = self.conn.execute(sql, args)
         except sqlite3.IntegrityError as exc:
             raise IntegrityError(sql, args, exc) from exc
+        try:
+            return cursor.fetchone()
+        finally:
+            cursor.close()  # a half-read cursor would keep its read snapshot open
 
     async def execute(self, sql: str, args: list[Any]) -> None:
         try:
@@ -229,17 +252,37 @@ async def sqlite_transaction(store: Store, conn: sqlite3.Connection) -> AsyncIte
 @asynccontextmanager
 async def pooled_transaction(store: Store, conn: AsyncConnection) -> AsyncIterator[Direct]:
     """A transaction on the driver connection under a pooled ``AsyncConnection``."""
-    raw = await conn.get_raw_connection()
-    driver_conn = raw.driver_connection
-    if not type(driver_conn).__module__.startswith("asyncpg"):
-        raise NotImplementedError(f"no direct path for {type(driver_conn).__name__}")
-    driver = _Asyncpg(driver_conn)
+    driver = _driver_of(await conn.get_raw_connection())
     try:
         async with _transaction(store, driver) as direct:
             yield direct
     finally:
         if driver.broken():
             await conn.invalidate()
+
+
+@asynccontextmanager
+async def sqlite_reads(store: Store, conn: sqlite3.Connection) -> AsyncIterator[Direct]:
+    """Reads on a plain SQLite connection, each statement on its own snapshot (autocommit)."""
+    yield Direct(store, _Sqlite(conn))
+
+
+@asynccontextmanager
+async def pooled_reads(store: Store, conn: AsyncConnection) -> AsyncIterator[Direct]:
+    """Reads on the driver connection under a pooled ``AsyncConnection`` (no transaction)."""
+    driver = _driver_of(await conn.get_raw_connection())
+    try:
+        yield Direct(store, driver)
+    finally:
+        if driver.broken():
+            await conn.invalidate()
+
+
+def _driver_of(raw: Any) -> _Asyncpg:
+    driver_conn = raw.driver_connection
+    if not type(driver_conn).__module__.startswith("asyncpg"):
+        raise NotImplementedError(f"no direct path for {type(driver_conn).__name__}")
+    return _Asyncpg(driver_conn)
 
 
 @asynccontextmanager

@@ -24,7 +24,14 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from fermion.cloud.store.direct import Runner, SessionRunner, pooled_transaction, sqlite_transaction
+from fermion.cloud.store.direct import (
+    Runner,
+    SessionRunner,
+    pooled_reads,
+    pooled_transaction,
+    sqlite_reads,
+    sqlite_transaction,
+)
 from fermion.cloud.store.sqlite_inline import PRAGMAS, connect_factory, open_writer
 
 _BEGIN_OPTION = "fermion_begin"
@@ -76,6 +83,7 @@ class Store:
         # SQLite: writes of this process take turns anyway (the write lock), so the direct path
         # keeps one connection of its own instead of a pool checkout per transaction.
         self._sqlite_writer: sqlite3.Connection | None = None
+        self._sqlite_reader: sqlite3.Connection | None = None
         self.compiled_cache: dict[Any, Any] = {}  # statement -> store.direct.Compiled
         self.engine = make_engine(url, **engine_kwargs)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -124,8 +132,30 @@ class Store:
             async with sqlite_transaction(self, self._sqlite_writer) as runner:
                 yield runner
 
+    @asynccontextmanager
+    async def direct_read(self) -> AsyncIterator[Runner]:
+        """Like ``read``, for Core statements only, run on the driver (``store.direct``).
+
+        Each statement reads its own snapshot (no transaction around them). SQLite: one
+        connection of the store's own, which is safe because its statements run to the end
+        on the loop's thread before anything else does.
+        """
+        if not self._direct:
+            async with self.read() as session:
+                yield SessionRunner(session)
+            return
+        if not self.is_sqlite:
+            async with self.engine.connect() as conn, pooled_reads(self, conn) as runner:
+                yield runner
+            return
+        if self._sqlite_reader is None:
+            self._sqlite_reader = open_writer(make_url(self.url).database or "")
+        async with sqlite_reads(self, self._sqlite_reader) as runner:
+            yield runner
+
     async def close(self) -> None:
-        if self._sqlite_writer is not None:
-            self._sqlite_writer.close()
-            self._sqlite_writer = None
+        for conn in (self._sqlite_writer, self._sqlite_reader):
+            if conn is not None:
+                conn.close()
+        self._sqlite_writer = self._sqlite_reader = None
         await self.engine.dispose()

@@ -9,7 +9,14 @@ from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fermion.cloud.store.direct import Runner
-from fermion.cloud.store.models import Customer, Device, DeviceKey, Product, User
+from fermion.cloud.store.models import (
+    Customer,
+    Device,
+    DeviceKey,
+    Product,
+    TeamMembership,
+    User,
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,46 @@ async def device_row(
     stmt = _BY_ID_FOR_UPDATE if for_update else _BY_ID
     r = (await session.execute(stmt, {"device_id": device_id})).first()
     return _row(r) if r is not None else None
+
+
+_devices = Device.__table__
+_members = TeamMembership.__table__
+_DEVICE_COLUMNS = tuple(c.key for c in _devices.c)
+# ``device_row`` in one Core statement, plus a user's team role in the device's product.
+_DEVICE_AND_ROLE = (
+    select(
+        *_devices.c,
+        User.email,
+        Customer.email,
+        DeviceKey.fingerprint,
+        DeviceKey.algorithm,
+        select(_members.c.role)
+        .where(
+            _members.c.product_id == _devices.c.product_id,
+            _members.c.user_id == bindparam("user_id"),
+        )
+        .scalar_subquery(),
+    )
+    .select_from(
+        _devices.outerjoin(User, User.id == _devices.c.owner_user_id)
+        .outerjoin(Customer, Customer.id == _devices.c.owner_customer_id)
+        .outerjoin(DeviceKey, DeviceKey.id == _devices.c.current_key_id)
+    )
+    .where(_devices.c.id == bindparam("device_id"))
+)
+
+
+async def device_and_role(
+    runner: Runner, device_id: str, user_id: int | None
+) -> tuple[DeviceRow, str | None] | None:
+    """``device_row`` (a detached ``Device``) and user ``user_id``'s role in its product, in
+    one statement on a ``Runner`` (``Store.direct_read``)."""
+    r = await runner.first(_DEVICE_AND_ROLE, {"device_id": device_id, "user_id": user_id})
+    if r is None:
+        return None
+    n = len(_DEVICE_COLUMNS)
+    device = Device(**dict(zip(_DEVICE_COLUMNS, r[:n], strict=True)))
+    return _row((device, *r[n : n + 4])), r[n + 4]
 
 
 async def device_list(session: AsyncSession, *conditions: Any) -> list[DeviceRow]:

@@ -178,7 +178,7 @@ class InlineConnection:
 
 
 def open_writer(path: str) -> sqlite3.Connection:
-    """A plain connection for ``store.direct`` (transactions begun explicitly)."""
+    """A plain connection for ``store.direct`` (autocommit; transactions begun explicitly)."""
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     for pragma in PRAGMAS:
         conn.execute(pragma)
