@@ -214,6 +214,7 @@ class _Asyncpg:
         self.conn = conn
         self.tx: Any = None
         self._integrity = asyncpg.IntegrityConstraintViolationError
+        self._failed = False
 
     async def begin(self) -> None:
         self.tx = self.conn.transaction()
@@ -235,11 +236,16 @@ class _Asyncpg:
         await self.tx.commit()
 
     async def rollback(self) -> None:
-        if self.tx is not None and not self.conn.is_closed():
-            await self.tx.rollback()
+        try:
+            if self.tx is not None and not self.conn.is_closed():
+                await self.tx.rollback()
+        except BaseException:
+            # A connection whose transaction could not be ended must not go back to the pool.
+            self._failed = True
+            raise
 
     def broken(self) -> bool:
-        return bool(self.conn.is_closed())
+        return self._failed or bool(self.conn.is_closed())
 
 
 @asynccontextmanager
