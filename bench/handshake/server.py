@@ -21,11 +21,15 @@ import os
 import socket
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.utils import NoDigestInfo
+
+from fermion.protocol import NEED_DATA, Failure
+from fermion.protocol.connection import Connected, DeviceConnection
 
 PKCS1 = padding.PKCS1v15()
 
@@ -88,47 +92,98 @@ async def _setup_store(url: str, devices: list[tuple[str, bytes]]) -> bytes:
 # -- load generator (runs in child processes) ----------------------------------------------------
 
 
-def _load_keys(pems: list[tuple[str, bytes]], server_der: bytes) -> tuple[list[Any], Any]:
+@dataclass(frozen=True)
+class _Fleet:
+    """What a device can know before it connects: its key, id and public-key DER, the server's
+    public key, its Hello. Only the key block (it carries the server's nonce), the session-key
+    check and the Hello frames depend on the connection."""
+
+    devices: list[tuple[bytes, Any, bytes]]  # (id, private key, SPKI DER)
+    server: Any
+    hello: Any
+
+
+def _load_fleet(pems: list[tuple[str, bytes]], server_der: bytes) -> _Fleet:
     from cryptography.hazmat.primitives.serialization import (
         load_der_public_key,
         load_pem_private_key,
     )
 
-    keys = [(bytes.fromhex(i), load_pem_private_key(p, None)) for i, p in pems]
-    return keys, load_der_public_key(server_der)
-
-
-async def _handshake(port: int, device_id: bytes, key: Any, server: Any, hold: bool) -> Any:
-    from fermion.protocol import NEED_DATA, Failure
+    from fermion.keys import public_key_der
     from fermion.protocol.coap import Hello
-    from fermion.protocol.connection import Connected, DeviceConnection
 
-    conn = DeviceConnection(key, device_id, server, Hello(6, 1, 0x36, 6, system_version=5004))
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        while True:
-            data = await reader.read(4096)
-            if not data:
-                return None
-            conn.receive_data(data)
-            while (event := conn.next_event()) is not NEED_DATA:
-                if isinstance(event, Connected):
-                    if hold:
-                        return writer
-                    return True
-                if isinstance(event, Failure):
-                    return None
-            out = conn.data_to_send()
-            if out:
-                writer.write(out)
-    finally:
-        if not hold:
-            writer.close()
+    loaded: dict[bytes, tuple[Any, bytes]] = {}
+    devices = []
+    for device_id, pem in pems:
+        if pem not in loaded:  # keys are shared across ids; load each once
+            key = load_pem_private_key(pem, None)
+            loaded[pem] = (key, public_key_der(key.public_key()))  # type: ignore[arg-type]
+        key, der = loaded[pem]
+        devices.append((bytes.fromhex(device_id), key, der))
+    hello = Hello(6, 1, 0x36, 6, system_version=5004)
+    return _Fleet(devices, load_der_public_key(server_der), hello)
+
+
+class _Device(asyncio.Protocol):
+    """One device connection: a ``DeviceConnection`` fed from the socket (no stream objects).
+
+    It checks what a real device checks (the session key decrypts with its key, the server's
+    signature over it, the server's Hello) and resolves ``done`` with True once connected."""
+
+    __slots__ = ("conn", "done", "hold", "transport")
+
+    def __init__(self, conn: Any, done: asyncio.Future[bool], hold: bool) -> None:
+        self.conn = conn
+        self.done = done
+        self.hold = hold
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        conn.receive_data(data)
+        while (event := conn.next_event()) is not NEED_DATA:
+            if isinstance(event, Connected):
+                self._finish(True)
+                return
+            if isinstance(event, Failure):
+                self._finish(False)
+                return
+        out = conn.data_to_send()
+        if out:
+            self.transport.write(out)
+
+    def _finish(self, ok: bool) -> None:
+        if not self.done.done():
+            self.done.set_result(ok)
+        if not (ok and self.hold):
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(False)
+
+
+async def _connect(port: int, fleet: _Fleet, index: int, hold: bool) -> _Device | None:
+    """One complete handshake as device ``index``; the connected protocol, or None."""
+    device_id, key, der = fleet.devices[index % len(fleet.devices)]
+    conn = DeviceConnection(key, device_id, fleet.server, fleet.hello, public_key_der=der)
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[bool] = loop.create_future()
+    _transport, device = await loop.create_connection(
+        lambda: _Device(conn, done, hold), "127.0.0.1", port
+    )
+    return device if await done else None
 
 
 def _rate_main(args: tuple[Any, ...]) -> tuple[int, float]:
+    from fermion.cloud.devices.service import use_uvloop
+
     port, pems, server_der, seconds, concurrency = args
-    keys, server = _load_keys(pems, server_der)
+    fleet = _load_fleet(pems, server_der)
+    use_uvloop()
 
     async def go() -> int:
         done = 0
@@ -138,10 +193,9 @@ def _rate_main(args: tuple[Any, ...]) -> tuple[int, float]:
             nonlocal done
             i = index
             while time.monotonic() < end:
-                device_id, key = keys[i % len(keys)]
                 i += concurrency
                 try:
-                    if await _handshake(port, device_id, key, server, False):
+                    if await _connect(port, fleet, i, False):
                         done += 1
                 except OSError:
                     await asyncio.sleep(0.01)
@@ -155,33 +209,163 @@ def _rate_main(args: tuple[Any, ...]) -> tuple[int, float]:
     return done, (end.user - start.user) + (end.system - start.system)
 
 
-async def _hold(
-    port: int, pems: list[tuple[str, bytes]], server_der: bytes, pid: int
-) -> tuple[int, int, int, int]:
-    """Connect every device and keep it; RSS of the worker before, while held, and after."""
-    keys, server = _load_keys(pems, server_der)
-    base = rss_kb(pid)
-    writers: list[Any] = []
+async def _connect_all(port: int, fleet: _Fleet) -> list[_Device]:
+    held: list[_Device] = []
     sem = asyncio.Semaphore(64)
 
-    async def one(device_id: bytes, key: Any) -> None:
+    async def one(index: int) -> None:
         async with sem:
             for _ in range(5):
                 try:
-                    w = await _handshake(port, device_id, key, server, True)
+                    device = await _connect(port, fleet, index, True)
                 except OSError:
-                    w = None
-                if w:
-                    writers.append(w)
+                    device = None
+                if device is not None:
+                    held.append(device)
                     return
 
-    await asyncio.gather(*(one(i, k) for i, k in keys))
-    await asyncio.sleep(2)
-    held = rss_kb(pid)
-    for w in writers:
-        w.close()
-    await asyncio.sleep(3)
-    return len(writers), base, held, rss_kb(pid)
+    await asyncio.gather(*(one(i) for i in range(len(fleet.devices))))
+    return held
+
+
+async def _disconnect_all(held: list[_Device]) -> None:
+    for device in held:
+        device.transport.close()
+    await asyncio.sleep(3)  # the worker notices, records presence, lets go
+
+
+def _hold_main(args: tuple[Any, ...]) -> list[tuple[str, int, int]]:
+    """Connect every device and keep it, disconnect all, then a second churn of the same size.
+
+    Returns (phase, connected devices, worker RSS KB) at baseline, held, after disconnecting,
+    held again and after disconnecting again."""
+    from fermion.cloud.devices.service import use_uvloop
+
+    port, pems, server_der, pid = args
+    fleet = _load_fleet(pems, server_der)
+    use_uvloop()
+
+    async def go() -> list[tuple[str, int, int]]:
+        phases = [("baseline", 0, rss_kb(pid))]
+        for round_ in ("", " again"):
+            held = await _connect_all(port, fleet)
+            await asyncio.sleep(2)
+            phases.append(("held" + round_, len(held), rss_kb(pid)))
+            await _disconnect_all(held)
+            phases.append(("after disconnect" + round_, 0, rss_kb(pid)))
+        return phases
+
+    return asyncio.run(go())
+
+
+# -- the I/O floor: the handshake's socket traffic without its work -------------------------------
+
+# Bytes each side writes, in order: nonce, key block, reply, the device's Hello frame, the server's.
+_SERVER_WRITES = (40, 384, 18)
+_DEVICE_WRITES = (256, 34)
+
+
+class _Dance(asyncio.Protocol):
+    """Writes ``writes[i]`` bytes once ``reads[i]`` more bytes have arrived (``reads[0]`` may
+    be 0: write at once), like one side of a handshake with no crypto, CoAP or store."""
+
+    __slots__ = ("done", "pending", "reads", "step", "transport", "writes")
+
+    def __init__(self, reads: tuple[int, ...], writes: tuple[int, ...], done: Any = None) -> None:
+        self.reads, self.writes, self.done = reads, writes, done
+        self.step = 0
+        self.pending = reads[0]
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        transport.get_extra_info("peername")
+        if self.pending == 0:
+            self._advance()
+
+    def data_received(self, data: bytes) -> None:
+        self.pending -= len(data)
+        if self.pending <= 0:
+            self._advance()
+
+    def _advance(self) -> None:
+        if self.step < len(self.writes):
+            self.transport.write(b"\0" * self.writes[self.step])
+        self.step += 1
+        if self.step < len(self.reads):
+            self.pending += self.reads[self.step]
+        elif self.done is not None:
+            self.transport.close()
+            if not self.done.done():
+                self.done.set_result(True)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_result(False)
+
+
+def _floor_server(port: int, ready: Any) -> None:
+    from fermion.cloud.devices.service import use_uvloop
+
+    use_uvloop()
+    reads = (0, 256, 34)
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        await loop.create_server(
+            lambda: _Dance(reads, _SERVER_WRITES), "127.0.0.1", port, backlog=4096
+        )
+        ready.set()
+        await asyncio.sleep(3600)
+
+    asyncio.run(serve())
+
+
+def _floor_main(args: tuple[Any, ...]) -> tuple[int, float]:
+    from fermion.cloud.devices.service import use_uvloop
+
+    port, seconds, concurrency = args
+    use_uvloop()
+    reads = (40, 384, 18)
+
+    async def go() -> int:
+        loop = asyncio.get_running_loop()
+        done = 0
+        end = time.monotonic() + seconds
+
+        async def one() -> None:
+            nonlocal done
+            while time.monotonic() < end:
+                finished: asyncio.Future[bool] = loop.create_future()
+                device = _Dance(reads, _DEVICE_WRITES, finished)
+                await loop.create_connection(lambda d=device: d, "127.0.0.1", port)
+                if await finished:  # not `done += await ...`: that reads done before the await
+                    done += 1
+
+        await asyncio.gather(*(one() for _ in range(concurrency)))
+        return done
+
+    start = os.times()
+    done = asyncio.run(go())
+    end = os.times()
+    return done, (end.user - start.user) + (end.system - start.system)
+
+
+def io_floor(context: Any, seconds: float, loadgens: int, concurrency: int) -> float:
+    """Server CPU-seconds per connection for the handshake's socket traffic alone."""
+    port = free_port()
+    ready = context.Event()
+    server = context.Process(target=_floor_server, args=(port, ready), daemon=True)
+    server.start()
+    try:
+        ready.wait(30)
+        cpu0 = cpu_seconds(server.pid)
+        with context.Pool(loadgens) as procs:
+            results = procs.map(_floor_main, [(port, seconds, concurrency)] * loadgens)
+        return (cpu_seconds(server.pid) - cpu0) / max(1, sum(r[0] for r in results))
+    finally:
+        server.kill()
+        server.join()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -203,7 +387,13 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=200)
     parser.add_argument("--hold", type=int, default=10_000)
     parser.add_argument("--loadgens", type=int, default=2)
+    parser.add_argument("--workers", default="1,2", help="worker counts to measure, e.g. 1")
     options = parser.parse_args()
+    # As `fermion serve --device-workers N` does: workers count in prometheus-client's
+    # multiprocess mode (set before anything imports prometheus-client).
+    os.environ.setdefault(
+        "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="fermion-bench-metrics-")
+    )
 
     from fermion.cloud.devices.limits import DeviceServerConfig
     from fermion.cloud.devices.service import WorkerPool
@@ -230,13 +420,22 @@ def main() -> None:
     context = multiprocessing.get_context("spawn")
     rate_pems = pems[: options.devices]
 
-    for workers in (1, 2):
+    per = max(1, options.concurrency // options.loadgens)
+    floor = io_floor(context, min(options.seconds, 5.0), options.loadgens, per)
+    bound = (1 / top) / (1 / top + floor)
+    print(
+        f"I/O floor (the same socket traffic, no crypto, on uvloop): {floor * 1e6:.0f} us of "
+        f"server CPU per connection; a server doing nothing else than RSA and that traffic "
+        f"would reach {bound:.2f} x ceiling",
+        flush=True,
+    )
+
+    for workers in [int(w) for w in options.workers.split(",") if w]:
         port = free_port()
         config = DeviceServerConfig(port=port, failure_limit=10**9, max_handshakes=100_000)
         pool = WorkerPool(url, config, workers)
         pool.start()
         try:
-            per = max(1, options.concurrency // options.loadgens)
             pids = [p.pid for p in pool.processes]
             cpu0 = sum(cpu_seconds(p) for p in pids)
             with context.Pool(options.loadgens) as procs:
@@ -253,7 +452,8 @@ def main() -> None:
                 f"{workers} worker(s): {rate:.0f} handshakes/s wall = {rate / top:.2f} x the "
                 f"one-core ceiling; server CPU {server_cpu / options.seconds:.2f} cores, "
                 f"{per_cpu:.0f} handshakes per server CPU-second = {per_cpu / top:.2f} x ceiling; "
-                f"load generator CPU {cpu / options.seconds:.2f} cores",
+                f"load generator CPU {cpu / options.seconds:.2f} cores "
+                f"({cpu * 1e6 / max(done, 1):.0f} us per handshake)",
                 flush=True,
             )
         finally:
@@ -269,16 +469,18 @@ def main() -> None:
         try:
             pid = pool.processes[0].pid
             time.sleep(1)
-            count, base, held, after = asyncio.run(
-                _hold(port, pems[: options.hold], server_der, pid)
-            )
-            per_device = (held - base) * 1024 / max(count, 1)
-            print(
-                f"held {count} connected devices: worker RSS {base / 1024:.1f} MB -> "
-                f"{held / 1024:.1f} MB = {per_device / 1024:.1f} KB per device; "
-                f"after all disconnected: {after / 1024:.1f} MB",
-                flush=True,
-            )
+            with context.Pool(1) as procs:
+                phases = procs.apply(_hold_main, ((port, pems[: options.hold], server_der, pid),))
+            base = phases[0][2]
+            print("churn, one worker (RSS of the worker process):", flush=True)
+            for name, count, rss in phases:
+                line = f"  {name:<24} {rss / 1024:7.1f} MB = {rss / base:.2f} x baseline"
+                if count:
+                    line += (
+                        f"; {count} devices connected, "
+                        f"{(rss - base) / count:.1f} KB per device over baseline"
+                    )
+                print(line, flush=True)
         finally:
             pool.stop()
 

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import platformdirs
 
 from fermion.errors import FermionError
+from fermion.paths import default_data_dir
 
 PASSWORD = "fermion-demo-password"
 MARKER = ".fermion-demo"
@@ -80,7 +80,9 @@ def _free_port() -> int:
 
 
 def _prepare_home(data_dir: Path | None) -> Path:
-    home = data_dir or Path(platformdirs.user_data_dir("fermion")) / "demo"
+    # A folder of its own under the data directory (FERMION_HOME when set): the demo wipes it
+    # at every start, so it must never be the data directory itself.
+    home = data_dir or default_data_dir() / "demo"
     home = home.expanduser().resolve()
     if home.exists() and any(home.iterdir()):
         if not (home / MARKER).exists():

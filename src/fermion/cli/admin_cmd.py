@@ -20,7 +20,8 @@ DataDir = Annotated[
 ]
 
 
-def _run(data_dir: Path | None, op: Callable[..., Awaitable[T]], *args: object) -> T:
+def run_on_store(data_dir: Path | None, op: Callable[..., Awaitable[T]], *args: object) -> T:
+    """Migrate the data directory's store, then run ``op(store, *args)`` on it to completion."""
     from fermion.cloud.store import Store, upgrade
 
     settings = Settings.from_env(data_dir=data_dir)
@@ -53,7 +54,7 @@ def create_user(
 
     if password is None and not no_password:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    user = _run(data_dir, admin.create_user, email, password)
+    user = run_on_store(data_dir, admin.create_user, email, password)
     typer.echo(f"created user {user.email}")
 
 
@@ -67,7 +68,7 @@ def create_product(
     """Create a product owned by an existing user."""
     from fermion.cloud import admin
 
-    product = _run(data_dir, admin.create_product, name, owner, platform)
+    product = run_on_store(data_dir, admin.create_product, name, owner, platform)
     typer.echo(f"created product {product.id} ({product.slug}), owner {owner.lower()}")
 
 
@@ -83,7 +84,7 @@ def set_role(
     """Add a user to a product's team, or change their role."""
     from fermion.cloud import admin
 
-    _run(data_dir, admin.set_member_role, product, email, role)
+    run_on_store(data_dir, admin.set_member_role, product, email, role)
     typer.echo(f"{email.lower()} is now {role} in product {product}")
 
 
@@ -99,7 +100,7 @@ def create_client(
     """Create a product OAuth client and print its secret (shown this once only)."""
     from fermion.cloud import admin
 
-    client_id, secret = _run(data_dir, admin.create_client, product, name, client_type)
+    client_id, secret = run_on_store(data_dir, admin.create_client, product, name, client_type)
     typer.echo(f"client_id: {client_id}\nclient_secret: {secret}")
     typer.echo("(the secret is not stored; keep it now)", err=True)
 
@@ -114,5 +115,5 @@ def create_customer(
     """Create a customer of a product."""
     from fermion.cloud import admin
 
-    customer = _run(data_dir, admin.create_customer, product, email, password)
+    customer = run_on_store(data_dir, admin.create_customer, product, email, password)
     typer.echo(f"created customer {customer.email} in product {product}")

@@ -6,6 +6,7 @@ scripts, a progress bar when a command touches many devices.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,23 @@ def _ids(ids: list[str] | None, file: Path | None) -> list[str]:
     if not found:
         raise FermionError("give at least one device id (or --file with one id a line)")
     return found
+
+
+def _each_device(
+    targets: list[str],
+    doing: str,
+    done: str,
+    call: Callable[[ApiClient, str], Any],
+    as_json: bool,
+) -> None:
+    """One API call per device, with a progress bar; then the results or a line each."""
+    with ApiClient() as api:
+        results = over_many(targets, doing, lambda device_id: call(api, device_id), as_json)
+    if as_json:
+        print_json(results)
+        return
+    for device_id in targets:
+        console.print(f"{done} {device_id}")
 
 
 def _device_rows(devices: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -73,14 +91,7 @@ def device_claim(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Claim devices to your account (POST /v1/devices id=...)."""
-    targets = _ids(ids, file)
-    with ApiClient() as api:
-        results = over_many(targets, "claiming", api.claim, as_json)
-    if as_json:
-        print_json(results)
-        return
-    for device_id in targets:
-        console.print(f"claimed {device_id}")
+    _each_device(_ids(ids, file), "claiming", "claimed", ApiClient.claim, as_json)
 
 
 @device_app.command("unclaim")
@@ -90,14 +101,7 @@ def device_unclaim(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Release devices from their owner (DELETE /v1/devices/:id)."""
-    targets = _ids(ids, file)
-    with ApiClient() as api:
-        results = over_many(targets, "unclaiming", api.unclaim, as_json)
-    if as_json:
-        print_json(results)
-        return
-    for device_id in targets:
-        console.print(f"unclaimed {device_id}")
+    _each_device(_ids(ids, file), "unclaiming", "unclaimed", ApiClient.unclaim, as_json)
 
 
 @device_app.command("rename")

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
-from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from fermion.cli.admin_cmd import DataDir
+from fermion.cli.admin_cmd import run_on_store as _run
 from fermion.errors import FermionError
 
 app = typer.Typer(help="The cloud's own key pair (what devices hold as the server key).")
 console = Console(highlight=False, soft_wrap=True)
-T = TypeVar("T")
 
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", help="Data directory (default: FERMION_HOME or the user's)."),
-]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
@@ -30,24 +25,6 @@ class ExportFormat(StrEnum):
     DER = "der"
     PEM = "pem"
     PARTICLE = "particle"
-
-
-def _run(data_dir: Path | None, op: Callable[..., Awaitable[T]], *args: object) -> T:
-    from fermion.cloud.settings import Settings
-    from fermion.cloud.store import Store, upgrade
-
-    settings = Settings.from_env(data_dir=data_dir)
-    settings.ensure_data_dir()
-    upgrade(settings.database_url)
-
-    async def go() -> T:
-        store = Store(settings.database_url)
-        try:
-            return await op(store, *args)
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
 
 
 def _actor() -> str:

@@ -40,6 +40,8 @@ def pkcs7_unpad(data: bytes) -> bytes:
 class Channel:
     """One end of the encrypted channel; the same class serves device and server."""
 
+    __slots__ = ("_algorithm", "_buffer", "_receive_iv", "_send_iv", "max_frame")
+
     def __init__(self, session: Session, *, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         if not BLOCK <= max_frame <= MAX_FRAME_LIMIT:
             raise ValueError(f"max_frame must be within {BLOCK}..{MAX_FRAME_LIMIT}")

@@ -87,7 +87,7 @@ def is_critical(number: int) -> bool:
     return bool(number & 1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Message:
     type: MessageType
     code: int
@@ -267,7 +267,7 @@ SHORT_HELLO_SIZE = 8
 LONG_HELLO_SIZE = 20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Hello:
     """A device's Hello payload, in either form the reference describes.
 

@@ -187,6 +187,19 @@ class ConnectionState(Enum):
 class _Endpoint:
     """What both sides share: the outbox, the channel once there is one, and closing."""
 
+    # Slots, here and in the handshake and channel: a server holds one of each per connected
+    # device, and a per-instance dict would be most of what a connection costs in memory.
+    __slots__ = (
+        "_channel",
+        "_counter",
+        "_eof",
+        "_max_frame",
+        "_outbox",
+        "failure",
+        "session",
+        "state",
+    )
+
     def __init__(self, max_frame: int) -> None:
         self._outbox = bytearray()
         self._channel: Channel | None = None
@@ -301,6 +314,16 @@ class ServerConnection(_Endpoint):
     counter and every later non-ACK, non-RST message must carry the next id; the server's own
     counter starts at a random value in 1..65535 and its Hello carries that plus one.
     """
+
+    __slots__ = (
+        "_clock",
+        "_describe_requests",
+        "_handshake",
+        "_random",
+        "_receive_counter",
+        "hello",
+        "identified",
+    )
 
     def __init__(
         self,
@@ -457,6 +480,8 @@ class DeviceConnection(_Endpoint):
     server's. Message ids start from the session salt (little-endian) and each non-ACK message
     carries the next one; the Hello is the first.
     """
+
+    __slots__ = ("_handshake", "_hello", "_pending_time")
 
     def __init__(
         self,

@@ -68,7 +68,7 @@ RandomSource = Callable[[int], bytes]
 _PKCS1 = padding.PKCS1v15()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Session:
     """The 40 session bytes the server chose, split the way both ends use them."""
 
@@ -102,7 +102,7 @@ class Session:
 # Events
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeviceIdentified:
     """The server opened the device's block; the caller now chooses the key to answer with."""
 
@@ -232,6 +232,20 @@ class ServerHandshake:
     are passed on to the channel (``trailing_data``) but bounded by ``max_early_data``: more
     than that before ``accept`` is a ``Malformed`` failure, not a growing buffer.
     """
+
+    __slots__ = (
+        "_buffer",
+        "_eof",
+        "_keys",
+        "_max_early_data",
+        "_nonce",
+        "_random",
+        "_signing_key",
+        "failure",
+        "identified",
+        "session",
+        "state",
+    )
 
     def __init__(
         self,
@@ -382,6 +396,19 @@ class DeviceHandshake:
     ``device_public_key_block(slot)`` to send what a corrupt slot would give); with
     ``send_public_key=False`` the device sends the older 52-byte form.
     """
+
+    __slots__ = (
+        "_buffer",
+        "_device_id",
+        "_device_key",
+        "_eof",
+        "_nonce",
+        "_public_key_der",
+        "_server_key",
+        "failure",
+        "session",
+        "state",
+    )
 
     def __init__(
         self,

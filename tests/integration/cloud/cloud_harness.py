@@ -60,11 +60,13 @@ def pg_admin_url() -> str | None:
 async def _pg_exec(admin_url: str, sql: str) -> None:
     import asyncpg
 
+    # Bounded (connect is, by default): a CREATE or DROP DATABASE stuck behind a lock fails
+    # the test, or warns in cleanup, instead of hanging the run.
     conn = await asyncpg.connect(admin_url.replace("postgresql+asyncpg://", "postgresql://", 1))
     try:
-        await conn.execute(sql)
+        await conn.execute(sql, timeout=60)
     finally:
-        await conn.close()
+        await conn.close(timeout=10)
 
 
 def fresh_database(kind: str, tmp: Path) -> tuple[str, Callable[[], None]]:

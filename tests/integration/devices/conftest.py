@@ -1,17 +1,24 @@
-"""Fixtures for the device server's integration tests (see ``devices_harness``)."""
+"""Fixtures for the device server's integration tests (see ``devices_harness``).
+
+The device server writes presence, outcomes, candidates and proofs to the store, so every test
+that uses ``cloud`` (or ``database_url``) runs once on SQLite and once on PostgreSQL, each time
+on an empty database of its own (``fresh_database``, shared with the cloud's tests).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from devices_harness import Cloud, start_cloud, stop_cloud
+from devices_harness import Cloud, describe, logged_failures, start_cloud, stop_cloud
+
+from integration.cloud.cloud_harness import BACKENDS, fresh_database
 
 HERE = Path(__file__).parent
 
@@ -22,13 +29,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-@pytest.fixture
-async def cloud(fermion_home: Path) -> AsyncIterator[Cloud]:
-    c = await start_cloud(fermion_home)
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, fermion_home: Path) -> Iterator[str]:
+    """An empty database: a SQLite file, or a new PostgreSQL database dropped afterwards."""
+    url, drop = fresh_database(request.param, fermion_home)
     try:
-        yield c
+        yield url
     finally:
-        await stop_cloud(c)
+        drop()
+
+
+@pytest.fixture
+async def cloud(fermion_home: Path, database_url: str) -> AsyncIterator[Cloud]:
+    with logged_failures() as failures:
+        c = await start_cloud(fermion_home, database_url=database_url)
+        try:
+            yield c
+        finally:
+            await stop_cloud(c)
+    assert not failures, f"the device server logged failures:\n{describe(failures)}"
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""In-process harness: the device server on loopback over a real, migrated SQLite file.
+"""In-process harness: the device server on loopback over a real, migrated store (a SQLite
+file, or a fresh PostgreSQL database: see ``conftest``).
 
 The device server runs in the test's event loop with real sockets; simulated devices are real
 device folders under ``FERMION_HOME`` driven by ``fermion.device.online``.
@@ -7,8 +8,9 @@ device folders under ``FERMION_HOME`` driven by ``fermion.device.online``.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from sqlalchemy import select
 
 from fermion.cloud.devices.limits import DeviceServerConfig
+from fermion.cloud.devices.registry import Recorder
 from fermion.cloud.devices.server import DeviceServer
 from fermion.cloud.keyops import set_device_key
 from fermion.cloud.serverkeys import ensure_server_key
@@ -29,11 +32,17 @@ from fermion.device.store import SimDevice
 from fermion.keys import LoadedKey, load_key
 from fermion.keys.serverfile import Transport, encode_server_key_file
 
+# The deadline of one step that should take well under a second (start, stop, a request):
+# generous because the machine is shared; it bounds a hang, it asserts no speed.
+STEP = 60.0
+
 FAST = DeviceServerConfig(
     port=0,
     block_timeout=2.0,
     hello_timeout=2.0,
-    idle_timeout=5.0,
+    # The simulated devices share the test's event loop: a loop stalled by a busy machine must
+    # not look like a silent device (the devices ping every 0.3 s).
+    idle_timeout=15.0,
     sweep_interval=0.1,
     key_poll_interval=0.2,
     failure_limit=100_000,
@@ -43,17 +52,21 @@ FAST = DeviceServerConfig(
 async def wait_for(
     check: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 30.0
 ) -> None:
-    """Poll ``check`` until true; the timeout only bounds a hung test, it asserts no speed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s: {check}")
-        await asyncio.sleep(0.05)
+    """Poll ``check`` until true; the timeout only bounds a hung test, it asserts no speed.
+
+    The deadline also covers a check that itself never returns (a store call stuck on a lock).
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                result = check()
+                if asyncio.iscoroutine(result):
+                    result = await result
+                if result:
+                    return
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"condition not met within {timeout} s: {check}") from None
 
 
 @dataclass
@@ -68,7 +81,7 @@ class Cloud:
         return self.server.port
 
     async def server_private_key(self) -> rsa.RSAPrivateKey:
-        async with self.store.read() as session:
+        async with asyncio.timeout(STEP), self.store.read() as session:
             row = await session.scalar(select(ServerKey).where(ServerKey.state == "current"))
         assert row is not None
         key = load_pem_private_key(row.private_pem.encode(), None)
@@ -92,7 +105,7 @@ class Cloud:
 
     async def register(self, device: SimDevice, key: LoadedKey | None = None) -> None:
         key = key or device_public(device)
-        async with self.store.write() as session:
+        async with asyncio.timeout(STEP), self.store.write() as session:
             row = await session.get(Device, device.id)
             if row is None:
                 row = Device(id=device.id, platform_id=device.platform.id)
@@ -110,17 +123,17 @@ class Cloud:
             )
 
     async def device(self, device_id: str) -> Device | None:
-        async with self.store.read() as session:
+        async with asyncio.timeout(STEP), self.store.read() as session:
             return await session.get(Device, device_id)
 
     async def outcomes(self) -> list[HandshakeOutcome]:
         await self.server.recorder.flush()
-        async with self.store.read() as session:
+        async with asyncio.timeout(STEP), self.store.read() as session:
             return list(await session.scalars(select(HandshakeOutcome)))
 
     async def candidates(self, device_id: str) -> list[KeyCandidate]:
         await self.server.recorder.flush()
-        async with self.store.read() as session:
+        async with asyncio.timeout(STEP), self.store.read() as session:
             return list(
                 await session.scalars(
                     select(KeyCandidate).where(KeyCandidate.device_id == device_id)
@@ -136,17 +149,63 @@ def device_public(device: SimDevice) -> LoadedKey:
     return LoadedKey(loaded.public)
 
 
-async def start_cloud(home: Path, config: DeviceServerConfig = FAST) -> Cloud:
+async def start_cloud(
+    home: Path,
+    config: DeviceServerConfig = FAST,
+    database_url: str | None = None,
+    recorder_linger: float | None = None,
+) -> Cloud:
+    """The device server over ``database_url`` (an empty database; a SQLite file in ``home``
+    when None), migrated as ``fermion serve`` does. ``recorder_linger`` replaces the writer's
+    batching delay for tests that flush after every step."""
     home.mkdir(parents=True, exist_ok=True)
-    url = f"sqlite+aiosqlite:///{home / 'fermion.db'}"
-    await upgrade_async(url)
-    store = Store(url)
-    await ensure_server_key(store)
-    server = DeviceServer(store, config)
-    await server.start()
+    url = database_url or f"sqlite+aiosqlite:///{home / 'fermion.db'}"
+    async with asyncio.timeout(STEP):
+        await upgrade_async(url)
+        store = Store(url)
+        await ensure_server_key(store)
+        server = DeviceServer(store, config)
+        if recorder_linger is not None:
+            server.recorder = Recorder(store, linger=recorder_linger)
+        await server.start()
     return Cloud(store, server, home)
 
 
 async def stop_cloud(cloud: Cloud) -> None:
-    await cloud.server.stop()
-    await cloud.store.close()
+    # Bounded, so a shutdown that never ends fails the test instead of hanging the run.
+    async with asyncio.timeout(STEP):
+        await cloud.server.stop()
+        await cloud.store.close()
+
+
+@contextlib.contextmanager
+def logged_failures() -> Iterator[list[logging.LogRecord]]:
+    """What Fermion logged at ERROR (and the stop helper's warning about a task that ignored its
+    cancellation) while the block ran.
+
+    The device server outlives a failed store read or write by logging it (see ``Recorder``),
+    so a store-specific bug would pass a test that only waits for other facts; the fixtures
+    fail on these records instead.
+    """
+    found: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.ERROR or record.name == "fermion.aio":
+                found.append(record)
+
+    handler = Collect(logging.WARNING)
+    logger = logging.getLogger("fermion")
+    logger.addHandler(handler)
+    try:
+        yield found
+    finally:
+        logger.removeHandler(handler)
+
+
+def describe(records: list[logging.LogRecord]) -> str:
+    return "\n".join(
+        f"{r.name}: {r.getMessage()}"
+        + (f"\n{logging.Formatter().formatException(r.exc_info)}" if r.exc_info else "")
+        for r in records
+    )

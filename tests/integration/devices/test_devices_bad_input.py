@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from devices_harness import FAST as SERVER_FAST
-from devices_harness import Cloud, start_cloud, stop_cloud, wait_for
+from devices_harness import STEP, Cloud, start_cloud, stop_cloud, wait_for
 from sqlalchemy import func, select
 
 from fermion.cloud.store.models import AuditEvent, DeviceKey, KeyCandidate
@@ -22,7 +22,7 @@ FAST = SimProfile(ping_interval=0.3, backoff_initial=0.2, backoff_max=0.5)
 
 
 async def snapshot(cloud: Cloud) -> tuple[int, int, int]:
-    async with cloud.store.read() as session:
+    async with asyncio.timeout(STEP), cloud.store.read() as session:
         return (
             await session.scalar(select(func.count()).select_from(DeviceKey)) or 0,
             await session.scalar(select(func.count()).select_from(KeyCandidate)) or 0,
@@ -34,11 +34,22 @@ async def read_all(reader: asyncio.StreamReader) -> bytes:
     """Everything the server sends until it closes (a reset counts as closed)."""
     chunks = []
     try:
-        while chunk := await asyncio.wait_for(reader.read(65536), 30):
-            chunks.append(chunk)
+        async with asyncio.timeout(STEP):
+            while chunk := await reader.read(65536):
+                chunks.append(chunk)
     except ConnectionResetError:
         pass
     return b"".join(chunks)
+
+
+async def open_connection(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async with asyncio.timeout(STEP):
+        return await asyncio.open_connection("127.0.0.1", port)
+
+
+async def read_nonce(reader: asyncio.StreamReader) -> bytes:
+    async with asyncio.timeout(STEP):
+        return await reader.readexactly(NONCE_SIZE)
 
 
 async def outcome_of(cloud: Cloud, outcome: Outcome, device_id: str | None = None) -> bool:
@@ -62,9 +73,10 @@ async def connected_device(
     conn = DeviceConnection(
         flash.device_key, bytes.fromhex(device.id), flash.server_key, hello or hello_for(device)
     )
-    reader, writer = await asyncio.open_connection("127.0.0.1", cloud.port)
+    reader, writer = await open_connection(cloud.port)
     while conn.session is None or conn.state.name == "AWAIT_HELLO":
-        data = await asyncio.wait_for(reader.read(4096), 30)
+        async with asyncio.timeout(STEP):
+            data = await reader.read(4096)
         conn.receive_data(data)
         while (event := conn.next_event()) is not NEED_DATA:
             if isinstance(event, Connected):
@@ -77,8 +89,8 @@ async def connected_device(
 
 async def test_block_of_the_wrong_size(cloud: Cloud) -> None:
     before = await snapshot(cloud)
-    reader, writer = await asyncio.open_connection("127.0.0.1", cloud.port)
-    assert len(await reader.readexactly(NONCE_SIZE)) == NONCE_SIZE
+    reader, writer = await open_connection(cloud.port)
+    assert len(await read_nonce(reader)) == NONCE_SIZE
     writer.write(b"\x42" * 100)
     writer.write_eof()
     rest = await read_all(reader)
@@ -140,15 +152,15 @@ async def test_replayed_nonce(cloud: Cloud) -> None:
     device = await cloud.new_device()
     flash = _device_key(device)
     # First connection: record the device's block.
-    reader, writer = await asyncio.open_connection("127.0.0.1", cloud.port)
+    reader, writer = await open_connection(cloud.port)
     handshake = DeviceHandshake(flash.device_key, bytes.fromhex(device.id), flash.server_key)
-    handshake.receive_data(await reader.readexactly(NONCE_SIZE))
+    handshake.receive_data(await read_nonce(reader))
     handshake.next_event()
     block = handshake.identify()
     writer.close()
     # Second connection: play it back against a fresh nonce.
-    reader, writer = await asyncio.open_connection("127.0.0.1", cloud.port)
-    await reader.readexactly(NONCE_SIZE)
+    reader, writer = await open_connection(cloud.port)
+    await read_nonce(reader)
     writer.write(block)
     assert await read_all(reader) == b""
     await wait_for(lambda: outcome_of(cloud, Outcome.BAD_NONCE))
@@ -170,7 +182,7 @@ async def test_unknown_device_is_refused_before_the_key_block(cloud: Cloud) -> N
 async def test_idle_connections_are_closed_on_time_and_do_not_delay_devices(
     cloud: Cloud,
 ) -> None:
-    idle = [await asyncio.open_connection("127.0.0.1", cloud.port) for _ in range(500)]
+    idle = [await open_connection(cloud.port) for _ in range(500)]
     devices = [await cloud.new_device() for _ in range(3)]
     fleet = Fleet.of(devices, profile=FAST)
     fleet.start()
@@ -189,16 +201,19 @@ async def test_idle_connections_are_closed_on_time_and_do_not_delay_devices(
         await fleet.stop()
 
 
-async def test_failed_handshakes_are_rate_limited_per_address(fermion_home: Path) -> None:
-
-    cloud = await start_cloud(fermion_home / "limited", replace(SERVER_FAST, failure_limit=3))
+async def test_failed_handshakes_are_rate_limited_per_address(
+    fermion_home: Path, database_url: str
+) -> None:
+    cloud = await start_cloud(
+        fermion_home / "limited", replace(SERVER_FAST, failure_limit=3), database_url
+    )
     try:
         for _ in range(3):
-            reader, writer = await asyncio.open_connection("127.0.0.1", cloud.port)
-            await reader.readexactly(NONCE_SIZE)
+            reader, writer = await open_connection(cloud.port)
+            await read_nonce(reader)
             writer.write(b"\x00" * 256)
             await read_all(reader)
-        reader, writer = await asyncio.open_connection("127.0.0.1", cloud.port)
+        reader, writer = await open_connection(cloud.port)
         assert await read_all(reader) == b""  # refused before any nonce (no RSA spent)
     finally:
         await stop_cloud(cloud)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from devices_harness import Cloud, start_cloud, stop_cloud
+from devices_harness import Cloud, describe, logged_failures, start_cloud, stop_cloud
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -26,6 +26,7 @@ from fermion.protocol import NEED_DATA
 from fermion.protocol.channel import Channel
 from fermion.protocol.connection import Connected, DeviceConnection
 from fermion.protocol.handshake import NONCE_SIZE
+from integration.cloud.cloud_harness import BACKENDS, fresh_database
 
 FUZZ = settings(
     max_examples=60,
@@ -37,11 +38,15 @@ FUZZ = settings(
 class Live:
     """The device server in its own thread and event loop; tests use blocking sockets."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, database_url: str) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.cloud: Cloud = self.call(start_cloud(home))
+        # Every example flushes the writer twice: its production batching delay (0.25 s) would
+        # be 90 s of sleeping per backend, and batching is not what this file tests.
+        self.cloud: Cloud = self.call(
+            start_cloud(home, database_url=database_url, recorder_linger=0)
+        )
         self.device: SimDevice = self.call(self.cloud.new_device())
 
     def call(self, coro):  # type: ignore[no-untyped-def]
@@ -66,17 +71,25 @@ class Live:
         self.thread.join(10)
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def live(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Live]:
     home = tmp_path_factory.mktemp("fuzz-home")
+    url, drop = fresh_database(request.param, home)
     mp = pytest.MonkeyPatch()
     mp.setenv("FERMION_HOME", str(home))
-    server = Live(home)
     try:
-        yield server
+        with logged_failures() as failures:
+            server = Live(home, url)
+            try:
+                yield server
+            finally:
+                server.close()
+        assert not failures, f"the device server logged failures:\n{describe(failures)}"
     finally:
-        server.close()
         mp.undo()
+        drop()
 
 
 def drain(sock: socket.socket) -> bytes:

@@ -4,11 +4,17 @@ With ``--device-workers N`` the device server runs in N processes; prometheus-cl
 multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by ``fermion serve`` before anything
 imports prometheus-client) lets ``/metrics`` in the API process add them up. The online gauge
 uses ``livesum`` so that a worker that exits stops counting.
+
+The device server does not call prometheus-client per connection: in multiprocess mode every
+increment takes a lock and writes a memory-mapped file. It counts in a ``Tally`` (plain ints)
+and flushes it from its sweeper (every ``sweep_interval``), when it stops, and before an
+in-process ``/metrics`` renders; workers' figures reach ``/metrics`` at most one sweep late.
 """
 
 from __future__ import annotations
 
 import os
+import weakref
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -51,8 +57,50 @@ KEY_ERROR_EVENTS = Counter(
 )
 
 
+class Tally:
+    """What one device server counted since its last ``flush()``."""
+
+    __slots__ = ("__weakref__", "handshakes", "key_error_events", "online", "refused", "seconds")
+
+    def __init__(self) -> None:
+        self.handshakes: dict[str, int] = {}
+        self.refused: dict[str, int] = {}
+        self.key_error_events = 0
+        self.online = 0  # change since the last flush
+        self.seconds: list[float] = []
+        _tallies.add(self)
+
+    def handshake(self, outcome: str) -> None:
+        self.handshakes[outcome] = self.handshakes.get(outcome, 0) + 1
+
+    def refuse(self, reason: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+
+    def flush(self) -> None:
+        handshakes, self.handshakes = self.handshakes, {}
+        refused, self.refused = self.refused, {}
+        seconds, self.seconds = self.seconds, []
+        for outcome, count in handshakes.items():
+            HANDSHAKES.labels(outcome).inc(count)
+        for reason, count in refused.items():
+            REFUSED.labels(reason).inc(count)
+        for value in seconds:
+            HANDSHAKE_SECONDS.observe(value)
+        if self.key_error_events:
+            KEY_ERROR_EVENTS.inc(self.key_error_events)
+            self.key_error_events = 0
+        if self.online:
+            ONLINE.inc(self.online)
+            self.online = 0
+
+
+_tallies: weakref.WeakSet[Tally] = weakref.WeakSet()
+
+
 def render() -> tuple[bytes, str]:
     """The exposition text of every process (all workers in multiprocess mode)."""
+    for tally in list(_tallies):  # device servers running in this process
+        tally.flush()
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         _multiprocess.MultiProcessCollector(registry)

@@ -18,11 +18,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, TypeVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fermion.aio import cancel_and_wait
@@ -42,6 +45,8 @@ from fermion.cloud.store.models import (
 from fermion.protocol.errors import Outcome
 
 log = logging.getLogger("fermion.devices")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -86,17 +91,51 @@ async def earlier_key_version(
     return found.get(fingerprint_hex)
 
 
-async def key_versions_since(store: Store, last_key_id: int) -> tuple[int, set[str]]:
-    """Devices whose key changed since ``last_key_id`` (key versions are only ever inserted)."""
+@dataclass
+class KeyVersionCursor:
+    """How far a key poll got: the highest key version id seen, and the lower ids it passed
+    over, with when.
+
+    Ids are handed out at insert but become visible at commit, which PostgreSQL does in any
+    order: an id passed over may still appear, so it is asked for again for ``GAP_PATIENCE``
+    seconds (an insert that rolled back never appears).
+    """
+
+    last: int
+    gaps: dict[int, float] = field(default_factory=dict)
+
+
+GAP_PATIENCE = 120.0
+MAX_GAPS = 1000
+
+
+async def key_versions_since(store: Store, cursor: KeyVersionCursor) -> set[str]:
+    """Devices whose key changed since ``cursor`` (key versions are only ever inserted); moves
+    the cursor on."""
+    now = time.monotonic()
+    cursor.gaps = {i: t for i, t in cursor.gaps.items() if now - t < GAP_PATIENCE}
+    newer = DeviceKey.id > cursor.last
     async with store.read() as session:
         rows = (
             await session.execute(
-                select(DeviceKey.id, DeviceKey.device_id).where(DeviceKey.id > last_key_id)
+                select(DeviceKey.id, DeviceKey.device_id).where(
+                    or_(newer, DeviceKey.id.in_(cursor.gaps)) if cursor.gaps else newer
+                )
             )
         ).all()
     if not rows:
-        return last_key_id, set()
-    return max(r[0] for r in rows), {r[1] for r in rows}
+        return set()
+    ids = {r[0] for r in rows}
+    for i in ids:
+        cursor.gaps.pop(i, None)
+    top = max(ids)
+    for i in range(cursor.last + 1, top):
+        if i not in ids:
+            cursor.gaps[i] = now
+    if len(cursor.gaps) > MAX_GAPS:
+        cursor.gaps = dict(sorted(cursor.gaps.items())[-MAX_GAPS:])
+    cursor.last = max(cursor.last, top)
+    return {r[1] for r in rows}
 
 
 async def last_key_version_id(store: Store) -> int:
@@ -226,6 +265,8 @@ class Recorder:
             for f in batch:
                 if isinstance(f, asyncio.Future) and not f.done():
                     f.set_result(None)
+            # Not kept alive while waiting for the next fact: a batch can be thousands of facts.
+            del batch, facts, first
 
 
 async def write_facts(session: AsyncSession, facts: Iterable[Fact]) -> None:
@@ -276,63 +317,106 @@ async def write_facts(session: AsyncSession, facts: Iterable[Fact]) -> None:
                 values["key_health"] = KeyHealth.MISMATCH
         rows.append(values)
     if rows:
-        existing = set(
-            await session.scalars(select(Device.id).where(Device.id.in_([r["id"] for r in rows])))
-        )
+        existing: set[str] = set()
+        for ids in in_lists(r["id"] for r in rows):
+            existing.update(await session.scalars(select(Device.id).where(Device.id.in_(ids))))
         # Group by the set of columns: one executemany per shape.
         shapes: dict[tuple[str, ...], list[dict[str, object]]] = {}
         for r in rows:
             if r["id"] in existing:
                 shapes.setdefault(tuple(sorted(r)), []).append(r)
-        for batch in shapes.values():
-            await session.execute(update(Device), batch)
+        for shape, batch in shapes.items():
+            await _update_by_id(session, Device.__table__, shape, batch)
 
 
 async def _write_outcomes(
     session: AsyncSession,
     outcomes: dict[tuple[str | None, str | None, Outcome], tuple[OutcomeFact, int]],
 ) -> None:
+    # Columns, not ORM objects, and bulk statements by primary key: this runs for every
+    # handshake, and the unit of work costs more per row than the handshake's own Python.
+    table = HandshakeOutcome.__table__
+    columns = (table.c.id, table.c.device_id, table.c.remote_address, table.c.outcome)
     device_ids = {k[0] for k in outcomes if k[0] is not None}
     addresses = {k[1] for k in outcomes if k[0] is None}
-    found: dict[tuple[str | None, str | None, str], HandshakeOutcome] = {}
-    if device_ids:
-        for row in await session.scalars(
-            select(HandshakeOutcome).where(HandshakeOutcome.device_id.in_(device_ids))
-        ):
-            found.setdefault((row.device_id, None, row.outcome), row)
-    if addresses:
-        for row in await session.scalars(
-            select(HandshakeOutcome).where(
-                HandshakeOutcome.device_id.is_(None),
-                HandshakeOutcome.remote_address.in_(addresses),
-            )
-        ):
-            found.setdefault((None, row.remote_address, row.outcome), row)
+    found: dict[tuple[str | None, str | None, str], tuple[int, str | None]] = {}
+    queries = [table.c.device_id.in_(ids) for ids in in_lists(device_ids)]
+    queries += [
+        table.c.device_id.is_(None) & table.c.remote_address.in_(chunk)
+        for chunk in in_lists(addresses)
+    ]
+    for where in queries:
+        rows = await session.execute(
+            select(*columns, table.c.detail).where(where).order_by(table.c.id)
+        )
+        for row_id, device_id, address, outcome, detail in rows:
+            key = (device_id, None if device_id else address, outcome)
+            found.setdefault(key, (row_id, detail))
+    inserts: list[dict[str, object]] = []
+    updates: dict[bool, list[dict[str, object]]] = {}
     for (device_id, address, outcome), (fact, count) in outcomes.items():
         at = fact.at or utcnow()
-        row = found.get((device_id, address, outcome.value))
-        if row is None:
+        existing = found.get((device_id, address, outcome.value))
+        if existing is None:
             detail = {"count": count, "first_at": _iso(at), "reason": fact.reason}
-            session.add(
-                HandshakeOutcome(
-                    device_id=device_id,
-                    remote_address=fact.address,
-                    outcome=outcome.value,
-                    detail=json.dumps(detail),
-                    fingerprint=fact.fingerprint,
-                    at=at,
-                )
+            inserts.append(
+                {
+                    "device_id": device_id,
+                    "remote_address": fact.address,
+                    "outcome": outcome.value,
+                    "detail": json.dumps(detail),
+                    "fingerprint": fact.fingerprint,
+                    "at": at,
+                }
             )
             continue
-        detail = parse_outcome_detail(row.detail)
-        detail["count"] = int(detail.get("count", 1)) + count  # type: ignore[call-overload]
-        detail["reason"] = fact.reason
-        row.detail = json.dumps(detail)
-        row.at = at
-        row.remote_address = fact.address
+        row_id, text = existing
+        old = parse_outcome_detail(text)
+        old["count"] = int(old.get("count", 1)) + count  # type: ignore[call-overload]
+        old["reason"] = fact.reason
+        values: dict[str, object] = {
+            "id": row_id,
+            "detail": json.dumps(old),
+            "at": at,
+            "remote_address": fact.address,
+        }
         if fact.fingerprint is not None:
-            row.fingerprint = fact.fingerprint
-    await session.flush()
+            values["fingerprint"] = fact.fingerprint
+        updates.setdefault(fact.fingerprint is not None, []).append(values)
+    if inserts:
+        await session.execute(insert(HandshakeOutcome), inserts)
+    for batch in updates.values():
+        await _update_by_id(session, table, tuple(sorted(batch[0])), batch)
+
+
+async def _update_by_id(
+    session: AsyncSession, table: Any, shape: tuple[str, ...], rows: list[dict[str, object]]
+) -> None:
+    """One executemany of ``UPDATE table SET <shape> WHERE id = :id`` (Core: no ORM bookkeeping
+    per row). Every row has exactly the keys in ``shape``, ``id`` among them."""
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("_id"))
+        .values({name: bindparam(name) for name in shape if name != "id"})
+    )
+    await session.execute(stmt, [{**r, "_id": r["id"]} for r in rows])
+
+
+# Lengths of the lists given to ``IN``: SQLAlchemy writes one placeholder per value, so every
+# distinct length is another statement for SQLite's (or asyncpg's) statement cache to prepare
+# and keep; a handful of lengths keeps that cache small and hit.
+_IN_LENGTHS = (8, 32, 128, 512, 2048)
+
+
+def in_lists(values: Iterable[T]) -> list[list[T]]:
+    """``values`` as lists of one of the ``_IN_LENGTHS`` (the last value repeated to fill)."""
+    items = list(values)
+    lists = []
+    for start in range(0, len(items), _IN_LENGTHS[-1]):
+        chunk = items[start : start + _IN_LENGTHS[-1]]
+        length = next(n for n in _IN_LENGTHS if n >= len(chunk))
+        lists.append(chunk + [chunk[-1]] * (length - len(chunk)))
+    return lists
 
 
 def parse_outcome_detail(text: str | None) -> dict[str, object]:
@@ -353,22 +437,35 @@ async def _write_candidate(session: AsyncSession, fact: CandidateSeen) -> None:
         # The device may have been deleted since it was looked up; then there is nothing to add.
         if await session.get(Device, fact.device_id) is None:
             return
-        session.add(
-            KeyCandidate(
-                device_id=fact.device_id,
-                fingerprint=fact.fingerprint,
-                algorithm=fact.algorithm,
-                der=fact.der,
-                first_seen=fact.at,
-                last_seen=fact.at,
-                count=1,
-                remote_address=fact.address,
-                possession_proven=False,
-                status=CandidateStatus.PENDING,
+        try:
+            # In a savepoint: another device server (a worker, a node) may be recording the
+            # same key in an overlapping transaction; on PostgreSQL the later insert fails on
+            # the unique key, which must cost this row (counted below), not the whole batch.
+            async with session.begin_nested():
+                session.add(
+                    KeyCandidate(
+                        device_id=fact.device_id,
+                        fingerprint=fact.fingerprint,
+                        algorithm=fact.algorithm,
+                        der=fact.der,
+                        first_seen=fact.at,
+                        last_seen=fact.at,
+                        count=1,
+                        remote_address=fact.address,
+                        possession_proven=False,
+                        status=CandidateStatus.PENDING,
+                    )
+                )
+            return
+        except IntegrityError:
+            row = await session.scalar(
+                select(KeyCandidate).where(
+                    KeyCandidate.device_id == fact.device_id,
+                    KeyCandidate.fingerprint == fact.fingerprint,
+                )
             )
-        )
-        await session.flush()
-        return
+            if row is None:
+                raise
     row.count += 1
     row.last_seen = fact.at
     row.remote_address = fact.address

@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import gc
 import logging
+import platform
 import socket
 import struct
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,12 +139,14 @@ class DeviceServer:
         self.sessions: dict[str, _Link] = {}
         self.links: set[_Link] = set()
         self.handshaking = 0
+        self.tally = metrics.Tally()
         self.keys: ServerKeys | None = None
         self._key_cache: OrderedDict[str, _CachedKey] = OrderedDict()
+        self.housekeeping = Housekeeping()
         self._server: asyncio.AbstractServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._unsubscribe: Any = None
-        self._last_key_version = 0
+        self._key_versions = registry.KeyVersionCursor(0)
         self.port: int | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -150,7 +156,9 @@ class DeviceServer:
         await self.reload_server_keys()
         if self.config.reset_presence:
             await registry.mark_all_offline(self.store)
-        self._last_key_version = await registry.last_key_version_id(self.store)
+        self._key_versions = registry.KeyVersionCursor(
+            await registry.last_key_version_id(self.store)
+        )
         self.recorder.start()
         self._unsubscribe = keywatch.subscribe(loop, self.keys_changed)
         self._server = await loop.create_server(
@@ -181,6 +189,7 @@ class DeviceServer:
                 async with asyncio.timeout(2):
                     await self._server.wait_closed()
             self._server = None
+        self.tally.flush()
 
     async def reload_server_keys(self) -> None:
         rows = await registry.handshake_server_keys(self.store)
@@ -214,8 +223,6 @@ class DeviceServer:
             return None  # not cached: the device may be registered a moment later
         entry = _CachedKey(record.key_fingerprint, record.key_der)
         self._key_cache[device_id] = entry
-        while len(self._key_cache) > 200_000:
-            self._key_cache.popitem(last=False)
         return entry
 
     def keys_changed(self, device_ids: set[str]) -> None:
@@ -247,14 +254,14 @@ class DeviceServer:
             now = time.monotonic()
             for link in [link for link in self.links if link.deadline < now]:
                 link.timed_out()
+            self.tally.flush()
+            self.housekeeping.tick(self)
 
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.config.key_poll_interval)
             try:
-                self._last_key_version, changed = await registry.key_versions_since(
-                    self.store, self._last_key_version
-                )
+                changed = await registry.key_versions_since(self.store, self._key_versions)
                 if changed:
                     self.keys_changed(changed)
                 await self.reload_server_keys()
@@ -271,7 +278,7 @@ class DeviceServer:
         reason: str,
         fingerprint: str | None = None,
     ) -> None:
-        metrics.HANDSHAKES.labels(outcome.value).inc()
+        self.tally.handshake(outcome.value)
         self.recorder.put(registry.OutcomeFact(outcome, device_id, address, reason, fingerprint))
 
     def online(self, link: _Link, device_id: str) -> None:
@@ -280,14 +287,62 @@ class DeviceServer:
         if old is not None and old is not link:
             old.close()  # Particle keeps one session per device: the newest wins
         else:
-            metrics.ONLINE.inc()
+            self.tally.online += 1
         self.recorder.put(registry.Presence(device_id, True, link.address, True, utcnow()))
 
     def offline(self, link: _Link, device_id: str) -> None:
         if self.sessions.get(device_id) is link:
             del self.sessions[device_id]
-            metrics.ONLINE.dec()
+            self.tally.online -= 1
             self.recorder.put(registry.Presence(device_id, False, link.address, False, utcnow()))
+
+
+class Housekeeping:
+    """Gives memory back after a crowd of devices has come and gone.
+
+    Run by the sweeper. The key cache keeps the keys of connected devices plus the
+    ``KEY_CACHE_RECENT`` most recently used (a device that reconnects within a blip is still
+    answered without a store read; one that stays away costs a read when it comes back). Python
+    dicts and sets never shrink as entries are deleted, so the session table and the link set
+    are copied once they hold a quarter of their high-water mark. And the C heap (OpenSSL's and
+    libuv's per-connection allocations) is handed back to the system with glibc's
+    ``malloc_trim`` once the number of connections has fallen by ``TRIM_AFTER`` or more.
+    """
+
+    KEY_CACHE_RECENT = 4096
+    TRIM_AFTER = 1024
+
+    def __init__(self) -> None:
+        self.high = 0  # most connections since the last compaction
+        self._trim = _malloc_trim()
+
+    def tick(self, server: DeviceServer) -> None:
+        cache = server._key_cache
+        excess = len(cache) - (len(server.sessions) + self.KEY_CACHE_RECENT)
+        for _ in range(max(0, excess)):
+            cache.popitem(last=False)
+        now = len(server.links)
+        self.high = max(self.high, now)
+        if self.high - now < self.TRIM_AFTER or now > self.high // 4:
+            return
+        server.sessions = dict(server.sessions)
+        server.links = set(server.links)
+        if excess > 0:
+            server._key_cache = OrderedDict(cache)
+        gc.collect()
+        if self._trim is not None:
+            self._trim(0)
+        self.high = now
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None on another C library (musl, macOS)."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
 
 
 _RST = struct.pack("ii", 1, 0)
@@ -337,12 +392,12 @@ class _Link(asyncio.Protocol):
         self.address = str(peer[0]) if peer else "?"
         now = time.monotonic()
         if not server.limiter.allowed(self.address, now):
-            metrics.REFUSED.labels("rate_limited").inc()
+            server.tally.refuse("rate_limited")
             self.finished = True
             self.transport.abort()  # type: ignore[union-attr]
             return
         if server.handshaking >= server.config.max_handshakes:
-            metrics.REFUSED.labels("busy").inc()
+            server.tally.refuse("busy")
             self.finished = True
             self.transport.abort()  # type: ignore[union-attr]
             return
@@ -439,7 +494,7 @@ class _Link(asyncio.Protocol):
             elif isinstance(event, EventPublished):
                 self.server.activity.event(self.device_id, event.name, event.data, event.private)
                 if event.name == KEY_ERROR_EVENT:
-                    metrics.KEY_ERROR_EVENTS.inc()
+                    self.server.tally.key_error_events += 1
                     log.info("device %s reports key errors %r", self.device_id, event.data[:16])
         return True
 
@@ -463,7 +518,11 @@ class _Link(asyncio.Protocol):
     def _decide(self, event: DeviceIdentified, cached: _CachedKey) -> None:
         """Answer with the key the cloud holds, or go prove the presented one."""
         presented = event.presented_public_key_der
-        if presented is None or fingerprint_der(presented).hex == cached.fingerprint:
+        if (
+            presented is None
+            or presented == cached.der  # the common case, without hashing
+            or fingerprint_der(presented).hex == cached.fingerprint
+        ):
             public = cached.public
             if public is None or public.key_size != DEVICE_RSA_BITS:
                 self._refuse(
@@ -546,7 +605,7 @@ class _Link(asyncio.Protocol):
             return
         self.conn.send_hello()
         self._finish_handshake(Outcome.OK, "connected")
-        metrics.HANDSHAKE_SECONDS.observe(time.monotonic() - self.started)
+        server.tally.seconds.append(time.monotonic() - self.started)
         self.online = True
         self.deadline = time.monotonic() + server.config.idle_timeout
         server.online(self, self.device_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -50,6 +51,10 @@ async def _worker(database_url: str, config: DeviceServerConfig, ready: Any) -> 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
+    # What start-up allocated (SQLAlchemy, cryptography, the app's modules) lives as long as
+    # the process: keep it out of the collector, whose full passes would walk it all.
+    gc.collect()
+    gc.freeze()
     ready.set()
     try:
         await stop.wait()
