@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, case, func, insert, literal_column, select, up
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from fermion.cloud.devices import keywatch
 from fermion.cloud.store.audit import record_now
 from fermion.cloud.store.direct import Runner, SessionRunner
 from fermion.cloud.store.models import (
@@ -149,6 +150,7 @@ async def append_key_version(
     )
     assert row is not None
     key_id, version = row[0], row[1]
+    keywatch.key_changed(runner, device_id)
     await runner.execute(_POINT, {"_device_id": device_id, "_key_id": key_id, "_now": now})
     await runner.execute(
         _SETTLE,

@@ -26,9 +26,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sqlalchemy import event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 
 from fermion.cloud.store.sqlite_inline import begin_immediate
@@ -48,12 +50,33 @@ class Runner(Protocol):
 
     async def execute(self, stmt: Executable, params: Params) -> None: ...
 
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the transaction has committed (never if it rolls back)."""
+        ...
+
+
+_AFTER_COMMIT = "fermion_after_commit"
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for callback in session.info.pop(_AFTER_COMMIT, ()):
+        callback()
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_commit(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT, None)
+
 
 class SessionRunner:
     """The ``Runner`` interface over an ORM session, in the session's transaction."""
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self.session.sync_session.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
     async def first(self, stmt: Executable, params: Params) -> Sequence[Any] | None:
         return (await self.session.execute(stmt, params)).first()
@@ -144,6 +167,10 @@ class Direct:
     def __init__(self, store: Store, driver: _Driver) -> None:
         self._store = store
         self._driver = driver
+        self.committed: list[Callable[[], None]] = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self.committed.append(callback)
 
     def _compiled(self, stmt: Executable) -> Compiled:
         cache = self._store.compiled_cache
@@ -294,9 +321,12 @@ def _driver_of(raw: Any) -> _Asyncpg:
 @asynccontextmanager
 async def _transaction(store: Store, driver: _Driver) -> AsyncIterator[Direct]:
     await driver.begin()
+    direct = Direct(store, driver)
     try:
-        yield Direct(store, driver)
+        yield direct
     except BaseException:
         await driver.rollback()
         raise
     await driver.commit()
+    for callback in direct.committed:
+        callback()
