@@ -108,7 +108,8 @@ async def device_list(session: AsyncSession, *conditions: Any) -> list[DeviceRow
 
 
 def _as_product_id(text: str) -> int | None:
-    return int(text) if text.isdigit() and len(text) <= 9 else None  # beyond int4: not an id
+    plain = text.isascii() and text.isdigit()  # str.isdigit() alone admits '²'
+    return int(text) if plain and len(text) <= 9 else None  # beyond int4: not an id
 
 
 async def product_by_id_or_slug(session: AsyncSession, ref: str | int) -> Product | None:
