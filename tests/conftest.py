@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI must not fail on an example nobody has seen before, so there (`HYPOTHESIS_PROFILE=ci`, set
+# by .ci/run) the examples are the same at every run; elsewhere each run explores new ones, and
+# `HYPOTHESIS_PROFILE=hunt` explores twenty times as many.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("hunt", max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(autouse=True)

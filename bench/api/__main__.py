@@ -1,10 +1,16 @@
 """API benchmark: key uploads and device reads against a real ``fermion serve``.
 
     python -m bench.api [--backend sqlite|postgres|both] [--clients 50] [--seconds 10]
+                        [--workers 1,2] [--rate 1000]
 
-Starts ``fermion serve`` on loopback over a fresh database, imports the devices, then runs three
-workloads with N concurrent keep-alive HTTP/1.1 clients, each sending its next request as soon as
-the last reply arrived:
+Starts ``fermion serve --workers W`` on loopback over a fresh database (for each W asked),
+imports the devices, then runs three workloads with N concurrent keep-alive HTTP/1.1 clients.
+Closed loop (always): each client sends its next request as soon as the last reply arrived, so
+the rate is the most the server does with N requests in flight (and by Little's law p50 is
+about N / rate). Open loop (``--rate R``, uploads and reads): R requests/s offered, spread evenly
+over the N connections on a fixed schedule; latency is measured from the time a request was
+*scheduled*, so a request that had to wait for its connection's previous reply is charged for
+the wait (no coordinated omission):
 
 - ``upload``: ``POST /v1/provisioning/:id`` (form, as particle-cli sends it) with a new RSA public
   key for one of the client's own devices: every request appends a key version and its audit
@@ -13,9 +19,10 @@ the last reply arrived:
 - ``floor``: a path no route matches (HTTP parsing, middleware, the error handler; no
   database): the baseline the others' CPU per request is compared with, in the same run.
 
-Reports throughput, p50/p99 latency, and the CPU the server and the load generator used over
-the measured window (the generator shares the machine's cores with the server, so its share is
-printed to show how much of the machine the numbers leave to the server). PostgreSQL needs
+Reports throughput, p50/p99 latency, and the CPU the server (the supervisor and every worker
+process) and the load generator used over the measured window (the generator shares the
+machine's cores with the server, so its share is printed to show how much of the machine the
+numbers leave to the server). PostgreSQL needs
 ``FERMION_TEST_POSTGRES_URL`` (or ``--postgres-url``): a URL of a role that may create databases.
 """
 
@@ -50,7 +57,9 @@ PASSWORD = "bench-password-1"
 @dataclass
 class Result:
     backend: str
+    workers: int
     workload: str
+    mode: str  # "closed" or "open R/s"
     clients: int
     requests: int
     errors: int
@@ -80,12 +89,12 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, database_url: str, data_dir: Path) -> None:
+    def __init__(self, database_url: str, data_dir: Path, workers: int) -> None:
         self.database_url = database_url
         self.data_dir = data_dir
         self.port = _free_port()
         env = {**os.environ, "FERMION_DATABASE_URL": database_url}
-        self.log = (data_dir / "serve.log").open("wb")
+        self.log = (data_dir / f"serve-{workers}.log").open("wb")
         profile = os.environ.get("FERMION_BENCH_PROFILE")  # a path: run the server under cProfile
         prefix = ["-m", "cProfile", "-o", profile] if profile else []
         self.process = subprocess.Popen(
@@ -99,6 +108,10 @@ class Server:
                 str(self.port),
                 "--data-dir",
                 str(data_dir),
+                "--device-port",
+                "0",
+                "--workers",
+                str(workers),
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -116,9 +129,22 @@ class Server:
         raise SystemExit("fermion serve did not start")
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the server process (all its threads)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU of the server process and its descendants (all threads)."""
+        stats: dict[int, list[str]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    text = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                stats[int(entry.name)] = text.rsplit(")", 1)[1].split()
+        family, grew = {self.process.pid}, True
+        while grew:
+            more = {pid for pid, f in stats.items() if int(f[1]) in family} - family
+            family |= more
+            grew = bool(more)
+        ticks = sum(int(stats[p][11]) + int(stats[p][12]) for p in family if p in stats)
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.process.terminate()
@@ -226,16 +252,18 @@ async def run_load(
     clients: int,
     seconds: float,
     warmup: float,
+    rate: float | None = None,
 ) -> tuple[list[float], int, float, float, float]:
     conns = [Connection(server.port) for _ in range(clients)]
     await asyncio.gather(*(c.open() for c in conns))
     latencies: list[float] = []
     errors = 0
-    start_at = time.perf_counter() + warmup
+    begin = time.perf_counter()
+    start_at = begin + warmup
     stop_at = start_at + seconds
     marks: dict[str, float] = {}
 
-    async def client(i: int) -> None:
+    async def closed(i: int) -> None:
         nonlocal errors
         n = 0
         conn = conns[i]
@@ -252,18 +280,44 @@ async def run_load(
                     errors += 1
             n += 1
 
-    async def sampler() -> None:
+    async def open_loop(i: int) -> None:
+        # Connection i sends every clients/rate seconds, offset so that the connections take
+        # turns; a send that is due while the previous reply is still out waits for it, and
+        # its latency counts from when it was due.
+        nonlocal errors
+        assert rate is not None
+        interval = clients / rate
+        due = begin + interval * i / clients
+        n = 0
+        conn = conns[i]
+        while due < stop_at:
+            raw = make(i, n)
+            wait = due - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            status = await conn.request(raw)
+            t1 = time.perf_counter()
+            if due >= start_at:
+                latencies.append(t1 - due)
+                if status != expect:
+                    errors += 1
+            n += 1
+            due += interval
+
+    async def start_sampling() -> None:
         await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
         marks["server0"], marks["gen0"] = server.cpu_seconds(), time.process_time()
-        await asyncio.sleep(max(0.0, stop_at - time.perf_counter()))
-        marks["server1"], marks["gen1"] = server.cpu_seconds(), time.process_time()
 
-    await asyncio.gather(sampler(), *(client(i) for i in range(clients)))
+    client = closed if rate is None else open_loop
+    await asyncio.gather(start_sampling(), *(client(i) for i in range(clients)))
+    # The window ends with the last reply: in the open loop, requests due before the end of the
+    # schedule finish late when the server cannot keep up, and the rate is what it managed.
+    elapsed = time.perf_counter() - start_at
+    server_cpu = (server.cpu_seconds() - marks["server0"]) / elapsed
+    gen_cpu = (time.process_time() - marks["gen0"]) / elapsed
     for c in conns:
         c.close()
-    server_cpu = (marks["server1"] - marks["server0"]) / seconds
-    gen_cpu = (marks["gen1"] - marks["gen0"]) / seconds
-    return latencies, errors, seconds, server_cpu, gen_cpu
+    return latencies, errors, elapsed, server_cpu, gen_cpu
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -288,9 +342,9 @@ async def _setup(database_url: str, clients: int) -> tuple[str, int]:
 
 
 def bench_backend(
-    backend: str, database_url: str, data_dir: Path, args: argparse.Namespace
+    backend: str, database_url: str, data_dir: Path, args: argparse.Namespace, workers: int
 ) -> list[Result]:
-    server = Server(database_url, data_dir)
+    server = Server(database_url, data_dir, workers)
     try:
         email, pid = asyncio.run(_setup(database_url, args.clients))
         base = f"http://127.0.0.1:{server.port}"
@@ -324,28 +378,32 @@ def bench_backend(
             ("upload", upload_requests(token, pid, devices, pems), 200),
             ("read", read_requests(token, devices), 200),
         ]
+        modes: list[float | None] = [None] + ([args.rate] if args.rate else [])
         for name, make, expect in workloads:
             if args.workload not in ("all", name):
                 continue
-            lat, errors, secs, server_cpu, gen_cpu = _run(
-                run_load(server, make, expect, args.clients, args.seconds, args.warmup)
-            )
-            results.append(
-                Result(
-                    backend,
-                    name,
-                    args.clients,
-                    len(lat),
-                    errors,
-                    secs,
-                    _pct(lat, 0.5),
-                    _pct(lat, 0.99),
-                    server_cpu,
-                    gen_cpu,
+            for rate in modes if name != "floor" else [None]:
+                lat, errors, secs, server_cpu, gen_cpu = _run(
+                    run_load(server, make, expect, args.clients, args.seconds, args.warmup, rate)
                 )
-            )
-            floor = next((r for r in results if r.workload == "floor"), None)
-            print(_row(results[-1], floor), flush=True)
+                results.append(
+                    Result(
+                        backend,
+                        workers,
+                        name,
+                        "closed" if rate is None else f"open {rate:,.0f}/s",
+                        args.clients,
+                        len(lat),
+                        errors,
+                        secs,
+                        _pct(lat, 0.5),
+                        _pct(lat, 0.99),
+                        server_cpu,
+                        gen_cpu,
+                    )
+                )
+                floor = next((r for r in results if r.workload == "floor"), None)
+                print(_row(results[-1], floor), flush=True)
         return results
     finally:
         server.stop()
@@ -361,10 +419,10 @@ def _run(coro: Awaitable[tuple[list[float], int, float, float, float]]) -> Any:
 
 
 HEADER = (
-    "| backend | workload | clients | requests | errors | req/s | p50 ms | p99 ms "
-    "| server CPU (cores) | server CPU ms/request | CPU/request vs floor "
+    "| backend | workers | workload | load | clients | requests | errors | req/s | p50 ms "
+    "| p99 ms | server CPU (cores) | server CPU ms/request | CPU/request vs floor "
     "| generator CPU (cores) |\n"
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -375,10 +433,29 @@ def _row(r: Result, floor: Result | None) -> str:
         else "-"
     )
     return (
-        f"| {r.backend} | {r.workload} | {r.clients} | {r.requests} | {r.errors} | "
+        f"| {r.backend} | {r.workers} | {r.workload} | {r.mode} | {r.clients} | {r.requests} "
+        f"| {r.errors} | "
         f"{r.rate:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.server_cpu:.2f} | "
         f"{r.server_ms_per_request:.2f} | {ratio} | {r.generator_cpu:.2f} |"
     )
+
+
+def bench_one(backend: str, workers: int, args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="fermion-bench-") as tmp:
+        if backend == "sqlite":
+            url = f"sqlite+aiosqlite:///{Path(tmp) / 'fermion.db'}"
+            bench_backend(backend, url, Path(tmp), args, workers)
+            return
+        if not args.postgres_url:
+            print("| postgres | skipped: no --postgres-url / FERMION_TEST_POSTGRES_URL |")
+            return
+        name = f"fermion_bench_{secrets.token_hex(4)}"
+        asyncio.run(_pg(args.postgres_url, f'CREATE DATABASE "{name}"'))
+        try:
+            url = f"{args.postgres_url.rsplit('/', 1)[0]}/{name}"
+            bench_backend(backend, url, Path(tmp), args, workers)
+        finally:
+            asyncio.run(_pg(args.postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def main() -> None:
@@ -388,30 +465,27 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument(
+        "--workers",
+        default="1",
+        help="comma-separated API process counts to measure, e.g. 1,2 (fermion serve --workers)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="also run uploads and reads open-loop at this many requests/s (0: closed loop only)",
+    )
     parser.add_argument("--postgres-url", default=os.environ.get("FERMION_TEST_POSTGRES_URL"))
     args = parser.parse_args()
+    worker_counts = [int(w) for w in args.workers.split(",")]
     load = os.getloadavg()[0]
     print(f"cores: {os.cpu_count()}; load average before the run: {load:.2f}")
     print(HEADER, flush=True)
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     for backend in backends:
-        with tempfile.TemporaryDirectory(prefix="fermion-bench-") as tmp:
-            if backend == "sqlite":
-                url = f"sqlite+aiosqlite:///{Path(tmp) / 'fermion.db'}"
-                bench_backend(backend, url, Path(tmp), args)
-                continue
-            if not args.postgres_url:
-                print("| postgres | skipped: no --postgres-url / FERMION_TEST_POSTGRES_URL |")
-                continue
-            name = f"fermion_bench_{secrets.token_hex(4)}"
-            asyncio.run(_pg(args.postgres_url, f'CREATE DATABASE "{name}"'))
-            try:
-                url = f"{args.postgres_url.rsplit('/', 1)[0]}/{name}"
-                bench_backend(backend, url, Path(tmp), args)
-            finally:
-                asyncio.run(
-                    _pg(args.postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                )
+        for workers in worker_counts:
+            bench_one(backend, workers, args)
     print(f"load average after the run: {os.getloadavg()[0]:.2f}")
 
 

@@ -1,8 +1,23 @@
-"""``fermion serve``: migrate the database, then run the cloud's HTTP API."""
+"""``fermion serve``: migrate the database, then run the cloud's HTTP API.
+
+``--workers N`` (N > 1) runs the API in N processes with uvicorn's own multi-process mode: this
+process binds the port once and becomes a supervisor; the workers share that one listening
+socket (so an idle worker takes the next connection, where ``SO_REUSEPORT`` would pin each
+connection to a process by a hash of its addresses, busy or not), and uvicorn replaces a worker
+that dies. Before any worker starts, this process migrates the store and makes the server key
+(the database also allows only one current key per algorithm), and it runs the device server
+itself, on a thread of its own (``--device-workers 0``) or as its worker pool.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import json
+import os
+import tempfile
+import threading
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -62,6 +77,10 @@ def serve(
             help="Device server processes sharing the port (0: in the API process).", min=0
         ),
     ] = 0,
+    workers: Annotated[
+        int,
+        typer.Option(help="API processes sharing the HTTP port.", min=1),
+    ] = 1,
 ) -> None:
     """Run the cloud: REST API on HOST:PORT over the store in the data directory."""
     import uvicorn
@@ -70,6 +89,11 @@ def serve(
     from fermion.cloud.logconfig import log_config
     from fermion.cloud.store import upgrade
 
+    if workers > 1 or device_workers > 0:
+        # Before anything imports prometheus-client: workers inherit it, /metrics adds them up.
+        os.environ.setdefault(
+            "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="fermion-metrics-")
+        )
     settings = Settings.from_env(
         data_dir=data_dir, host=host, port=port, device_host=device_advertise_host
     )
@@ -88,6 +112,9 @@ def serve(
             + (f" ({device_workers} worker processes)" if device_workers else "")
             + (f", advertised as {settings.device_host}" if settings.device_host else "")
         )
+    if workers > 1:
+        _serve_workers(settings, devices, workers)
+        return
     uvicorn.run(
         create_app(settings, devices),
         host=host,
@@ -96,6 +123,107 @@ def serve(
         server_header=False,
         proxy_headers=False,
     )
+
+
+def _serve_workers(settings: Settings, devices: Any, workers: int) -> None:
+    """Supervise ``workers`` API processes; the device server runs here, beside them."""
+    import uvicorn
+
+    from fermion.cloud.app import WORKER_ENV
+    from fermion.cloud.logconfig import log_config
+    from fermion.cloud.serverkeys import ensure_server_key
+    from fermion.cloud.store import Store
+
+    async def make_server_key() -> None:
+        store = Store(settings.database_url)
+        try:
+            await ensure_server_key(store)
+        finally:
+            await store.close()
+
+    asyncio.run(make_server_key())
+    host = _DeviceHost(settings, devices) if devices is not None else None
+    if host is not None:
+        host.start()
+    try:
+        running = devices is not None and devices.running
+        os.environ[WORKER_ENV] = json.dumps(
+            {
+                "settings": {**asdict(settings), "data_dir": str(settings.data_dir)},
+                "devices": (
+                    {"host": devices.config.host, "port": devices.port} if running else None
+                ),
+            }
+        )
+        console.print(f"{workers} API worker processes")
+        uvicorn.run(
+            "fermion.cloud.app:worker_app",
+            factory=True,
+            workers=workers,
+            host=settings.host,
+            port=settings.port,
+            log_config=log_config(),
+            server_header=False,
+            proxy_headers=False,
+        )
+    finally:
+        if host is not None:
+            host.stop()
+
+
+class _DeviceHost:
+    """The device service on an event loop of its own thread, while the main thread supervises
+    the API workers."""
+
+    def __init__(self, settings: Settings, devices: Any) -> None:
+        self.settings = settings
+        self.devices = devices
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopping: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._run, name="fermion-devices", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        self.ready.wait()
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        if self.loop is not None and self.stopping is not None and self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.stopping.set)
+        self.thread.join(30)
+
+    def _run(self) -> None:
+        try:
+            import uvloop
+
+            self.loop = uvloop.new_event_loop()
+        except ImportError:
+            self.loop = asyncio.new_event_loop()
+        try:
+            self.loop.run_until_complete(self._main())
+        finally:
+            self.loop.close()
+
+    async def _main(self) -> None:
+        from fermion.cloud.store import Store
+
+        self.stopping = asyncio.Event()
+        store = Store(self.settings.database_url)
+        try:
+            try:
+                await self.devices.start(store)
+            except BaseException as exc:
+                self.error = exc
+                return
+            finally:
+                self.ready.set()
+            await self.stopping.wait()
+            await self.devices.stop()
+        finally:
+            await store.close()
 
 
 def _device_service(settings: Settings, host: str, port: int | None, workers: int) -> Any:
@@ -108,14 +236,6 @@ def _device_service(settings: Settings, host: str, port: int | None, workers: in
         return None
     optional = port is None
     port = DEFAULT_DEVICE_PORT if port is None else port
-    if workers > 0:
-        import os
-        import tempfile
-
-        # Before anything imports prometheus-client: workers inherit it, /metrics adds them up.
-        os.environ.setdefault(
-            "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="fermion-metrics-")
-        )
     from fermion.cloud.devices.limits import DeviceServerConfig
     from fermion.cloud.devices.service import DeviceService
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
+import json
+import os
+import signal
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
@@ -22,7 +28,56 @@ if TYPE_CHECKING:
     from fermion.cloud.devices.service import DeviceService
 
 
-def create_app(settings: Settings, devices: DeviceService | None = None) -> FastAPI:
+# How ``fermion serve --workers N`` tells each worker process what to serve (JSON).
+WORKER_ENV = "FERMION_SERVE_WORKER"
+
+
+@dataclass(frozen=True)
+class _Address:
+    host: str
+    port: int
+
+
+@dataclass
+class DevicesElsewhere:
+    """The device server as an API worker process sees it: running in the ``fermion serve``
+    parent process, so only its address is known here (and no in-memory device activity)."""
+
+    config: _Address
+    running: bool = True
+    server: None = field(default=None)
+
+    @property
+    def port(self) -> int:
+        return self.config.port
+
+    async def start(self, store: Store) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+def worker_app() -> FastAPI:
+    """The app of one ``fermion serve --workers N`` process (uvicorn calls it in each)."""
+    spec: dict[str, Any] = json.loads(os.environ[WORKER_ENV])
+    settings = Settings(**{**spec["settings"], "data_dir": Path(spec["settings"]["data_dir"])})
+    where = spec["devices"]
+    _end_with_parent()
+    return create_app(settings, DevicesElsewhere(_Address(**where)) if where else None)
+
+
+def _end_with_parent() -> None:
+    """Ask Linux for SIGTERM when the supervisor dies (even by SIGKILL): no orphan keeps
+    serving the shared socket on its own."""
+    PR_SET_PDEATHSIG = 1
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def create_app(
+    settings: Settings, devices: DeviceService | DevicesElsewhere | None = None
+) -> FastAPI:
     """The ASGI app. The database must already be migrated (``fermion serve`` does it first)."""
 
     @asynccontextmanager

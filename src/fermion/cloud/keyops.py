@@ -1,18 +1,23 @@
 """Changing a device's key: append a version, move the pointer, audit, all in one transaction.
 
-This is the key-upload hot path, so its statements are prepared once, run through SQLAlchemy
-Core (no ORM unit of work), and the loaded ``Device`` is told the new values directly.
+This is the key-upload hot path: four Core statements (no ORM unit of work), each built once.
+``append_key_version`` runs them on any ``Runner`` (the driver connection of
+``Store.direct_write``, or a session); ``set_device_key`` is the same for code that holds an
+ORM ``Device`` in a session, and tells that object the new values.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import bindparam, case, func, insert, select, update
+from sqlalchemy import bindparam, case, func, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from fermion.cloud.devices import keywatch
 from fermion.cloud.store.audit import record_now
+from fermion.cloud.store.direct import Runner, SessionRunner
 from fermion.cloud.store.models import (
     CandidateStatus,
     Device,
@@ -21,16 +26,46 @@ from fermion.cloud.store.models import (
     KeyHealth,
     utcnow,
 )
-from fermion.keys import LoadedKey, public_key_der
+from fermion.keys import Algorithm, LoadedKey, fingerprint_der, public_key_der
 
 _keys = DeviceKey.__table__
 _devices = Device.__table__
 _candidates = KeyCandidate.__table__
 
-_NEXT_VERSION = select(func.coalesce(func.max(_keys.c.version), 0) + 1).where(
-    _keys.c.device_id == bindparam("device_id")
+
+def _typed(name: str) -> object:
+    """A bind for ``device_keys.<name>``, with the column's type (its bind processing)."""
+    return bindparam(name, type_=_keys.c[name].type)
+
+
+# The next version number and the insert in one statement: the device row is locked (or, on
+# SQLite, the database) for the whole transaction, so nobody else can take the same number.
+_INSERT_NEXT_VERSION = (
+    insert(_keys)
+    .from_select(
+        [
+            "device_id",
+            "version",
+            "algorithm",
+            "der",
+            "fingerprint",
+            "source",
+            "created_by",
+            "created_at",
+        ],
+        select(
+            _typed("device_id"),
+            func.coalesce(func.max(_keys.c.version), literal_column("0")) + literal_column("1"),
+            _typed("algorithm"),
+            _typed("der"),
+            _typed("fingerprint"),
+            _typed("source"),
+            _typed("created_by"),
+            _typed("created_at"),
+        ).where(_keys.c.device_id == bindparam("device_id")),
+    )
+    .returning(_keys.c.id, _keys.c.version)
 )
-_INSERT_KEY = insert(_keys).returning(_keys.c.id)
 _POINT = (
     update(_devices)
     .where(_devices.c.id == bindparam("_device_id"))
@@ -60,9 +95,80 @@ _SETTLE = (
 
 
 @dataclass(frozen=True)
+class NewKey:
+    """A public key as stored: its SPKI DER and fingerprint, computed once."""
+
+    algorithm: Algorithm
+    der: bytes
+    fingerprint: str  # SHA-256 hex of ``der``
+
+    @classmethod
+    def of(cls, key: LoadedKey) -> NewKey:
+        der = public_key_der(key.public)
+        return cls(key.algorithm, der, fingerprint_der(der).hex)
+
+
+@dataclass(frozen=True)
 class KeyVersion:
     id: int
     version: int
+    at: datetime
+
+
+async def append_key_version(
+    runner: Runner,
+    device_id: str,
+    product_id: int | None,
+    key: NewKey,
+    *,
+    source: str,
+    actor: str,
+    action: str,
+    request_id: str | None,
+    current_fingerprint: str | None,
+    detail: dict[str, object] | None = None,
+) -> KeyVersion | None:
+    """Make ``key`` the device's current key. None when it already is (nothing to record).
+
+    The previous versions stay: a key is never overwritten, only superseded. The device row
+    must exist (flushed) in the runner's transaction.
+    """
+    if current_fingerprint == key.fingerprint:
+        return None
+    now = utcnow()
+    row = await runner.first(
+        _INSERT_NEXT_VERSION,
+        {
+            "device_id": device_id,
+            "algorithm": key.algorithm.value,
+            "der": key.der,
+            "fingerprint": key.fingerprint,
+            "source": source,
+            "created_by": actor,
+            "created_at": now,
+        },
+    )
+    assert row is not None
+    key_id, version = row[0], row[1]
+    keywatch.key_changed(runner, device_id)
+    await runner.execute(_POINT, {"_device_id": device_id, "_key_id": key_id, "_now": now})
+    await runner.execute(
+        _SETTLE,
+        {"_device_id": device_id, "_fingerprint": key.fingerprint, "_actor": actor, "_now": now},
+    )
+    await record_now(
+        runner,
+        actor,
+        action,
+        device_id=device_id,
+        product_id=product_id,
+        before=current_fingerprint,
+        after=key.fingerprint,
+        request_id=request_id,
+        detail={"version": version, "source": source, **(detail or {})},
+        at=now,
+    )
+    return KeyVersion(key_id, version, now)
 
 
 async def set_device_key(
@@ -77,48 +183,23 @@ async def set_device_key(
     current_fingerprint: str | None,
     detail: dict[str, object] | None = None,
 ) -> KeyVersion | None:
-    """Make ``key`` the device's current key. None when it already is (nothing to record).
-
-    The previous versions stay: a key is never overwritten, only superseded.
-    """
-    new_fp = key.fingerprint.hex
-    if current_fingerprint == new_fp:
-        return None
+    """``append_key_version`` in ``session``, for a ``device`` loaded in it."""
     await session.flush()  # a device created in this transaction must exist first
-    now = utcnow()
-    version = await session.scalar(_NEXT_VERSION, {"device_id": device.id})
-    key_id = await session.scalar(
-        _INSERT_KEY,
-        {
-            "device_id": device.id,
-            "version": version,
-            "algorithm": key.algorithm.value,
-            "der": public_key_der(key.public),
-            "fingerprint": new_fp,
-            "source": source,
-            "created_by": actor,
-            "created_at": now,
-        },
-    )
-    await session.execute(_POINT, {"_device_id": device.id, "_key_id": key_id, "_now": now})
-    set_committed_value(device, "current_key_id", key_id)
-    set_committed_value(device, "updated_at", now)
-    if device.key_health == KeyHealth.NO_KEY:
-        set_committed_value(device, "key_health", KeyHealth.UNKNOWN.value)
-    await session.execute(
-        _SETTLE,
-        {"_device_id": device.id, "_fingerprint": new_fp, "_actor": actor, "_now": now},
-    )
-    await record_now(
-        session,
-        actor,
-        action,
-        device_id=device.id,
-        product_id=device.product_id,
-        before=current_fingerprint,
-        after=new_fp,
+    new = await append_key_version(
+        SessionRunner(session),
+        device.id,
+        device.product_id,
+        NewKey.of(key),
+        source=source,
+        actor=actor,
+        action=action,
         request_id=request_id,
-        detail={"version": version, "source": source, **(detail or {})},
+        current_fingerprint=current_fingerprint,
+        detail=detail,
     )
-    assert key_id is not None and version is not None
-    return KeyVersion(key_id, version)
+    if new is not None:
+        set_committed_value(device, "current_key_id", new.id)
+        set_committed_value(device, "updated_at", new.at)
+        if device.key_health == KeyHealth.NO_KEY:
+            set_committed_value(device, "key_health", KeyHealth.UNKNOWN.value)
+    return new

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fermion.cloud.store import Store
@@ -38,28 +39,34 @@ async def ensure_server_key(store: Store, algorithm: Algorithm = Algorithm.RSA) 
     if existing is not None:
         return existing
     key = generate_server_key(algorithm)  # outside the transaction: it takes a while
-    async with store.write() as session:
-        # Another node may have made one meanwhile; keep theirs.
-        existing = await session.scalar(
-            select(ServerKey).where(
-                ServerKey.algorithm == algorithm.value, ServerKey.state == ServerKeyState.CURRENT
+    try:
+        async with store.write() as session:
+            # Another node may have made one meanwhile; keep theirs.
+            existing = await session.scalar(
+                select(ServerKey).where(
+                    ServerKey.algorithm == algorithm.value,
+                    ServerKey.state == ServerKeyState.CURRENT,
+                )
             )
-        )
-        if existing is not None:
-            return existing
-        row = ServerKey(
-            algorithm=algorithm.value,
-            private_pem=private_key_pem(key).decode(),
-            public_der=public_key_der(key.public_key()),
-            fingerprint=fingerprint(key).hex,
-            state=ServerKeyState.CURRENT,
-        )
-        session.add(row)
-        record(
-            session,
-            "system",
-            "server_key.create",
-            after=row.fingerprint,
-            detail={"algorithm": algorithm.value},
-        )
+            if existing is not None:
+                return existing
+            row = ServerKey(
+                algorithm=algorithm.value,
+                private_pem=private_key_pem(key).decode(),
+                public_der=public_key_der(key.public_key()),
+                fingerprint=fingerprint(key).hex,
+                state=ServerKeyState.CURRENT,
+            )
+            session.add(row)
+            record(
+                session,
+                "system",
+                "server_key.create",
+                after=row.fingerprint,
+                detail={"algorithm": algorithm.value},
+            )
+    except IntegrityError:
+        # Another process committed its key between our check and our insert (the database
+        # allows one current key per algorithm): theirs is the one.
+        return await ensure_server_key(store, algorithm)
     return row

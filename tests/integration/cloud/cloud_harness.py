@@ -100,9 +100,10 @@ BACKENDS = [
 class Server:
     """One ``fermion serve`` subprocess."""
 
-    def __init__(self, database_url: str, data_dir: Path) -> None:
+    def __init__(self, database_url: str, data_dir: Path, extra_args: list[str] | None = None):
         self.database_url = database_url
         self.data_dir = data_dir
+        self.extra_args = extra_args or []
         self.log_path = data_dir / "serve.log"
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
@@ -127,6 +128,7 @@ class Server:
                     str(self.port),
                     "--data-dir",
                     str(self.data_dir),
+                    *self.extra_args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

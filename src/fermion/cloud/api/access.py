@@ -6,7 +6,7 @@ import re
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fermion.cloud.api.auth import Caller, actor_in_product
+from fermion.cloud.api.auth import Caller, actor_from_role, actor_in_product
 from fermion.cloud.api.errors import bad_request, not_found
 from fermion.cloud.domain.permissions import Action, Actor, Principal, Role, check
 from fermion.cloud.store.models import Device
@@ -27,12 +27,27 @@ async def standing(
     session: AsyncSession, caller: Caller, device: Device
 ) -> tuple[Actor | None, Actor | None]:
     """(role or principal in the device's product, ownership standing) for ``check``."""
-    owns = caller.is_user and device.owner_user_id == caller.user_id
-    if device.product_id is None:
+    actor = None
+    if device.product_id is not None:
+        actor = await actor_in_product(session, caller, device.product_id)
+    return device_standing(
+        caller, actor, device.product_id, device.owner_user_id, device.owner_customer_id
+    )
+
+
+def device_standing(
+    caller: Caller,
+    actor: Actor | None,
+    product_id: int | None,
+    owner_user_id: int | None,
+    owner_customer_id: int | None,
+) -> tuple[Actor | None, Actor | None]:
+    """``standing`` from the device's columns and the caller's ``actor_in_product`` there."""
+    owns = caller.is_user and owner_user_id == caller.user_id
+    if product_id is None:
         # Outside any product the owner is the only one with a say.
         return (Role.OWNER if owns else None), None
-    actor = await actor_in_product(session, caller, device.product_id)
-    if actor is Principal.CUSTOMER and device.owner_customer_id != caller.customer_id:
+    if actor is Principal.CUSTOMER and owner_customer_id != caller.customer_id:
         actor = None  # customers see only their own devices
     return actor, (Principal.DEVICE_OWNER if owns else None)
 
@@ -41,6 +56,21 @@ async def authorize(session: AsyncSession, caller: Caller, device: Device, actio
     """Raise 404 when the caller has no standing at all (hides the device), 403 when the
     standing does not allow ``action`` (the message names the role needed)."""
     actor, also = await standing(session, caller, device)
+    require(actor, also, device, action)
+
+
+def authorize_with_role(caller: Caller, device: Device, role: str | None, action: Action) -> None:
+    """``authorize``, given the caller's team role in the device's product (users)."""
+    in_product = (
+        actor_from_role(caller, device.product_id, role) if device.product_id is not None else None
+    )
+    actor, also = device_standing(
+        caller, in_product, device.product_id, device.owner_user_id, device.owner_customer_id
+    )
+    require(actor, also, device, action)
+
+
+def require(actor: Actor | None, also: Actor | None, device: Device, action: Action) -> None:
     if actor is None and also is None:
         raise not_found(f"device {device.id} not found")
     check(actor, action, device.product_id, also=also)

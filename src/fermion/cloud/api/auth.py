@@ -20,6 +20,7 @@ from fermion.cloud.api.fields import body_fields
 from fermion.cloud.credentials import hash_token, same_hash
 from fermion.cloud.domain.permissions import Actor, Principal, Role
 from fermion.cloud.store import Store
+from fermion.cloud.store.direct import Runner
 from fermion.cloud.store.models import (
     AccessToken,
     Customer,
@@ -61,7 +62,7 @@ class Caller:
         return self.kind is OwnerKind.USER
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
@@ -190,11 +191,20 @@ _ROLE = select(_members.c.role).where(
 )
 
 
-async def actor_in_product(session: AsyncSession, caller: Caller, product_id: int) -> Actor | None:
-    """The caller's standing in a product, for ``permissions.check``."""
+def actor_from_role(caller: Caller, product_id: int, role: str | None) -> Actor | None:
+    """The caller's standing in a product given its team role there (users) or none."""
     if caller.kind is OwnerKind.USER:
-        role = await session.scalar(_ROLE, {"product_id": product_id, "user_id": caller.user_id})
         return Role(role) if role else None
     if caller.product_id != product_id:
         return None
     return Principal.CUSTOMER if caller.kind is OwnerKind.CUSTOMER else Principal.PRODUCT_CLIENT
+
+
+async def actor_in_product(
+    runner: AsyncSession | Runner, caller: Caller, product_id: int
+) -> Actor | None:
+    """The caller's standing in a product, for ``permissions.check``."""
+    role = None
+    if caller.kind is OwnerKind.USER:
+        role = await runner.scalar(_ROLE, {"product_id": product_id, "user_id": caller.user_id})
+    return actor_from_role(caller, product_id, role)

@@ -23,7 +23,7 @@ from fermion.cloud.api.auth import CallerDep, StoreDep, request_id
 from fermion.cloud.api.errors import bad_request, not_found
 from fermion.cloud.api.fields import body_fields, text_field
 from fermion.cloud.api.product_access import Standing, standing
-from fermion.cloud.credentials import hash_password
+from fermion.cloud.credentials import hash_password_async
 from fermion.cloud.domain.permissions import Action
 from fermion.cloud.store.audit import record
 from fermion.cloud.store.models import AccessToken, ClientType, OAuthClient
@@ -179,7 +179,7 @@ async def create_client(
     async with store.read() as session:
         await standing(session, caller, product, Action.CLIENT_MANAGE)
     secret = secrets.token_hex(20)
-    secret_hash = hash_password(secret)  # slow on purpose: outside the write lock
+    secret_hash = await hash_password_async(secret)  # slow on purpose: outside the write lock
     async with store.write() as session:
         st = await standing(session, caller, product, Action.CLIENT_MANAGE)
         client = OAuthClient(

@@ -25,7 +25,7 @@ from fermion.cloud.api.product_access import (
     token_or_client,
     total_pages,
 )
-from fermion.cloud.credentials import hash_password
+from fermion.cloud.credentials import hash_password_async
 from fermion.cloud.domain.permissions import Action, check
 from fermion.cloud.store.audit import record
 from fermion.cloud.store.models import AccessToken, Customer, Device, OwnerKind, utcnow
@@ -174,7 +174,9 @@ async def create_customer(product: str, request: Request, store: StoreDep) -> JS
         st = await token_or_client(request, session, product)
         check(st.actor, Action.CUSTOMER_MANAGE, st.product.slug)
     # argon2 is slow on purpose: hash before taking the write lock.
-    password_hash = hash_password(password) if password is not None and not no_password else None
+    password_hash = None
+    if password is not None and not no_password:
+        password_hash = await hash_password_async(password)
     rid = request_id(request)
     async with store.write() as session:
         exists = await session.scalar(
@@ -234,7 +236,7 @@ async def update_customer(
     async with store.read() as session:
         st = await standing(session, caller, product, Action.CUSTOMER_MANAGE)
         await _customer(session, st, email)
-    password_hash = hash_password(password)
+    password_hash = await hash_password_async(password)
     async with store.write() as session:
         customer = await _customer(session, st, email)
         customer.password_hash = password_hash

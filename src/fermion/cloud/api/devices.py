@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from fermion.cloud.api.access import device_id_param, load_authorized
+from fermion.cloud.api.access import authorize_with_role, device_id_param, load_authorized
 from fermion.cloud.api.auth import CallerDep, StoreDep, actor_in_product, request_id
 from fermion.cloud.api.errors import ApiError, bad_request, not_found
 from fermion.cloud.api.fields import body_fields, text_field
@@ -14,7 +14,7 @@ from fermion.cloud.api.views import device_json, iso
 from fermion.cloud.domain.permissions import Action, check
 from fermion.cloud.store.audit import record
 from fermion.cloud.store.models import Device, OwnerKind, utcnow
-from fermion.cloud.store.queries import device_list, device_row
+from fermion.cloud.store.queries import device_and_role, device_list, device_row
 
 router = APIRouter(tags=["devices"])
 
@@ -73,8 +73,15 @@ async def list_devices(caller: CallerDep, store: StoreDep) -> list[dict[str, Any
 
 @router.get("/v1/devices/{device_id}", summary="One device")
 async def get_device(device_id: str, caller: CallerDep, store: StoreDep) -> dict[str, Any]:
-    async with store.read() as session:
-        row = await load_authorized(session, caller, device_id, Action.DEVICE_VIEW)
+    # The hot read: one statement on the driver (device, owners, key, the caller's role).
+    async with store.direct_read() as db:
+        found = await device_and_role(
+            db, device_id_param(device_id), caller.user_id if caller.is_user else None
+        )
+    if found is None:
+        raise not_found(f"device {device_id} not found")
+    row, role = found
+    authorize_with_role(caller, row.device, role, Action.DEVICE_VIEW)
     return device_json(row)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import unquote_plus
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
@@ -29,15 +30,42 @@ async def body_fields(request: Request) -> dict[str, Any]:
                 raise bad_request("body: must be a JSON object")
             fields = parsed
     elif ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        try:
-            form = await request.form()
-        except Exception:
-            raise bad_request("body: is not a valid form") from None
-        for key in form:
-            values = form.getlist(key)
+        items = _plain_form(await request.body()) if ctype[0] == "a" else None
+        if items is None:
+            try:
+                form = await request.form()
+            except Exception:
+                raise bad_request("body: is not a valid form") from None
+            items = form.multi_items()
+        grouped: dict[str, list[Any]] = {}
+        for key, value in items:
+            grouped.setdefault(key, []).append(value)
+        for key, values in grouped.items():
             fields[key] = values[0] if len(values) == 1 else values
     request.state.body_fields = fields
     return fields
+
+
+_MAX_FORM_FIELDS = 1000  # starlette's default limit
+
+
+def _plain_form(raw: bytes) -> list[tuple[str, str]] | None:
+    """A urlencoded body of ``name=value`` pairs, decoded exactly as starlette's form parser
+    decodes them (latin-1, then ``unquote_plus``), without its per-byte callbacks; None for
+    anything else (empty pieces, a name without ``=``, too many fields), which the parser
+    itself then reads, with its own errors."""
+    if not raw:
+        return []
+    pieces = raw.split(b"&")
+    if len(pieces) > _MAX_FORM_FIELDS:
+        return None
+    items = []
+    for piece in pieces:
+        name, equals, value = piece.partition(b"=")
+        if not name or not equals:
+            return None
+        items.append((unquote_plus(name.decode("latin-1")), unquote_plus(value.decode("latin-1"))))
+    return items
 
 
 def text_field(

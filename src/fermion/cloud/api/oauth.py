@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fermion.cloud.api.auth import StoreDep, request_id
 from fermion.cloud.api.errors import ApiError
 from fermion.cloud.api.fields import body_fields, text_field
-from fermion.cloud.credentials import hash_token, same_hash, verify_password
+from fermion.cloud.credentials import hash_token, same_hash, verify_password_async
 from fermion.cloud.store import Store
 from fermion.cloud.store.models import (
     Customer,
@@ -90,9 +90,9 @@ async def _product_client(
         return None
     client = await session.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
     if client is None:
-        verify_password(None, secret or "")  # same cost as a real check
+        await verify_password_async(None, secret or "")  # same cost as a real check
         return None
-    return client if verify_password(client.secret_hash, secret or "") else None
+    return client if await verify_password_async(client.secret_hash, secret or "") else None
 
 
 @router.post(
@@ -210,7 +210,7 @@ async def _check_login(
                 OAuthClient.client_id == client_id, OAuthClient.product_id.is_not(None)
             )
         )
-        if client is not None and not verify_password(client.secret_hash, secret):
+        if client is not None and not await verify_password_async(client.secret_hash, secret):
             raise _oauth_error(401, "invalid_client", "client credentials are invalid")
     if client is not None:
         customer = await session.scalar(
@@ -218,7 +218,7 @@ async def _check_login(
                 Customer.product_id == client.product_id, func.lower(Customer.email) == email
             )
         )
-        if customer is None or not verify_password(customer.password_hash, password):
+        if customer is None or not await verify_password_async(customer.password_hash, password):
             raise _oauth_error(400, "invalid_grant", "User credentials are invalid")
         owner = TokenOwner(
             OwnerKind.CUSTOMER,
@@ -229,7 +229,7 @@ async def _check_login(
         actor = f"customer:{customer.email}@product:{client.product_id}"
     else:
         user = await session.scalar(select(User).where(func.lower(User.email) == email))
-        if user is None or not verify_password(user.password_hash, password):
+        if user is None or not await verify_password_async(user.password_hash, password):
             raise _oauth_error(400, "invalid_grant", "User credentials are invalid")
         owner = TokenOwner(OwnerKind.USER, user_id=user.id)
         actor = f"user:{user.email}"

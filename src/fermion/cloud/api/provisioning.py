@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from fermion.cloud.api.access import device_id_param, standing
-from fermion.cloud.api.auth import Caller, CallerDep, StoreDep, actor_in_product, request_id
+from fermion.cloud.api.access import device_id_param, device_standing
+from fermion.cloud.api.auth import (
+    Caller,
+    CallerDep,
+    StoreDep,
+    actor_from_role,
+    actor_in_product,
+    request_id,
+)
 from fermion.cloud.api.errors import ApiError, bad_request, not_found
 from fermion.cloud.api.fields import body_fields, text_field
 from fermion.cloud.api.views import fp
@@ -20,11 +28,20 @@ from fermion.cloud.domain.keypolicy import (
 )
 from fermion.cloud.domain.permissions import Action, PermissionDenied, Principal, check
 from fermion.cloud.domain.platforms import DEFAULT_TCP, DEFAULT_UDP
-from fermion.cloud.keyops import KeyVersion, set_device_key
+from fermion.cloud.keyops import KeyVersion, NewKey, append_key_version
 from fermion.cloud.store import Store
-from fermion.cloud.store.audit import record
-from fermion.cloud.store.models import Device, KeyHealth, KeySource, OwnerKind
-from fermion.cloud.store.queries import DeviceRow, device_row, product_by_id_or_slug
+from fermion.cloud.store.audit import record_now
+from fermion.cloud.store.direct import Runner
+from fermion.cloud.store.models import (
+    Customer,
+    Device,
+    DeviceKey,
+    KeyHealth,
+    KeySource,
+    OwnerKind,
+    TeamMembership,
+)
+from fermion.cloud.store.queries import product_ids_by_ref
 from fermion.keys import Algorithm, LoadedKey
 
 router = APIRouter(tags=["keys"])
@@ -88,11 +105,12 @@ async def provision(
     text = text_field(fields, "publicKey", required=True, max_len=16_384)
     assert text is not None
     key = parse_device_public_key(text, text_field(fields, "algorithm", max_len=20))
+    new = NewKey.of(key)
     product_ref = text_field(fields, "product_id", max_len=100)
     rid = request_id(request)
     for attempt in (1, 2):
         try:
-            version = await _store_key(store, caller, device_id, key, product_ref, rid)
+            version = await _store_key(store, caller, device_id, key, new, product_ref, rid)
             break
         except IntegrityError:
             # Two first uploads for the same new device raced (PostgreSQL lets both see no
@@ -103,10 +121,67 @@ async def provision(
     return {
         "ok": True,
         "deviceID": device_id,
-        "fingerprint": fp(key.fingerprint.hex),
+        "fingerprint": fp(new.fingerprint),
         "key_version": version.version if version is not None else None,
         "changed": version is not None,
     }
+
+
+_devices = Device.__table__
+_customers = Customer.__table__
+_keys = DeviceKey.__table__
+_members = TeamMembership.__table__
+
+# Everything the upload decides on, in one statement: the device (locked), its customer, its
+# current key, and the caller's team role in its product (none for a non-user caller).
+_DEVICE_FOR_UPLOAD = (
+    select(
+        _devices.c.product_id,
+        _devices.c.owner_user_id,
+        _devices.c.owner_customer_id,
+        _devices.c.transport,
+        _customers.c.email,
+        _keys.c.fingerprint,
+        select(_members.c.role)
+        .where(
+            _members.c.product_id == _devices.c.product_id,
+            _members.c.user_id == bindparam("user_id"),
+        )
+        .scalar_subquery(),
+    )
+    .select_from(
+        _devices.outerjoin(_customers, _customers.c.id == _devices.c.owner_customer_id).outerjoin(
+            _keys, _keys.c.id == _devices.c.current_key_id
+        )
+    )
+    .where(_devices.c.id == bindparam("device_id"))
+    .with_for_update(of=_devices)
+)
+_INSERT_DEVICE = insert(_devices).values(
+    {
+        name: bindparam(name)
+        for name in (
+            "id",
+            "product_id",
+            "owner_user_id",
+            "platform_id",
+            "transport",
+            "key_health",
+        )
+    }
+)
+
+
+@dataclass(frozen=True)
+class _Device:
+    id: str
+    product_id: int | None
+    owner_user_id: int | None
+    owner_customer_id: int | None
+    transport: str
+    customer_email: str | None
+    key_fingerprint: str | None
+    role: str | None  # the caller's, in the device's product
 
 
 async def _store_key(
@@ -114,23 +189,28 @@ async def _store_key(
     caller: Caller,
     device_id: str,
     key: LoadedKey,
+    new: NewKey,
     product_ref: str | None,
     rid: str | None,
 ) -> KeyVersion | None:
-    async with store.write() as session:
-        row = await device_row(session, device_id, for_update=True)
+    async with store.direct_write() as tx:
+        row = await tx.first(
+            _DEVICE_FOR_UPLOAD,
+            {"device_id": device_id, "user_id": caller.user_id if caller.is_user else None},
+        )
         if row is None:
-            device = await _create_device(session, caller, device_id, key, product_ref, rid)
+            product_id = await _create_device(tx, caller, device_id, key, product_ref, rid)
             current = None
         else:
-            await _may_upload(session, caller, row, product_ref)
-            device = row.device
-            current = row.key_fingerprint
+            device = _Device(device_id, *row)
+            await _may_upload(tx, caller, device, product_ref)
             require_fits_device(key, device_id, device.transport, "publicKey")
-        return await set_device_key(
-            session,
-            device,
-            key,
+            product_id, current = device.product_id, device.key_fingerprint
+        return await append_key_version(
+            tx,
+            device_id,
+            product_id,
+            new,
             source=KeySource.PROVISIONING,
             actor=caller.label,
             action="key.upload",
@@ -140,39 +220,36 @@ async def _store_key(
 
 
 async def _create_device(
-    session: AsyncSession,
+    tx: Runner,
     caller: Caller,
     device_id: str,
     key: LoadedKey,
     product_ref: str | None,
     rid: str | None,
-) -> Device:
+) -> int | None:
+    """Create the never-seen device (audited); its product id."""
     transport = ALGORITHM_TRANSPORT[key.algorithm]
     platform = DEFAULT_UDP if key.algorithm is Algorithm.EC else DEFAULT_TCP
     if product_ref is None and caller.kind is OwnerKind.CLIENT:
         product_ref = str(caller.product_id)  # a product token acts for its product
+    values = {
+        "id": device_id,
+        "product_id": None,
+        "owner_user_id": None,
+        "transport": transport,
+        "key_health": KeyHealth.UNKNOWN,
+    }
     if product_ref is not None:
-        product = await product_by_id_or_slug(session, product_ref)
+        product = await product_ids_by_ref(tx, product_ref)
         if product is None:
             raise not_found(f"product_id: product {product_ref} not found")
-        actor = await actor_in_product(session, caller, product.id)
-        check(actor, Action.DEVICE_ADD, product.id)
-        check(actor, Action.KEY_UPLOAD, product.id)
-        device = Device(
-            id=device_id,
-            product_id=product.id,
-            platform_id=product.platform_id,
-            transport=transport,
-            key_health=KeyHealth.UNKNOWN,
-        )
+        product_id, platform_id = product
+        actor = await actor_in_product(tx, caller, product_id)
+        check(actor, Action.DEVICE_ADD, product_id)
+        check(actor, Action.KEY_UPLOAD, product_id)
+        values.update(product_id=product_id, platform_id=platform_id)
     elif caller.kind is OwnerKind.USER:
-        device = Device(
-            id=device_id,
-            owner_user_id=caller.user_id,
-            platform_id=platform.id,
-            transport=transport,
-            key_health=KeyHealth.UNKNOWN,
-        )
+        values.update(owner_user_id=caller.user_id, platform_id=platform.id)
     else:
         raise PermissionDenied(
             "creating a device needs a user token or product_id; a customer token does not "
@@ -180,34 +257,37 @@ async def _create_device(
             action=Action.DEVICE_ADD,
             actor=Principal.CUSTOMER,
         )
-    session.add(device)
-    await session.flush()
-    record(
-        session,
+    await tx.execute(_INSERT_DEVICE, values)
+    await record_now(
+        tx,
         caller.label,
         "device.create",
         device_id=device_id,
-        product_id=device.product_id,
+        product_id=values["product_id"],
         request_id=rid,
         detail={"transport": transport, "via": "provisioning"},
     )
-    return device
+    return values["product_id"]
 
 
-async def _may_upload(
-    session: AsyncSession, caller: Caller, row: DeviceRow, product_ref: str | None
-) -> None:
-    device = row.device
+async def _may_upload(tx: Runner, caller: Caller, device: _Device, product_ref: str | None) -> None:
     if product_ref is not None and product_ref.strip() != str(device.product_id):
-        product = await product_by_id_or_slug(session, product_ref)
+        product = await product_ids_by_ref(tx, product_ref)
         if product is None:
             raise not_found(f"product_id: product {product_ref} not found")
-        if device.product_id != product.id:
+        if device.product_id != product[0]:
             where = f"product {device.product_id}" if device.product_id else "no product"
             raise bad_request(
-                f"product_id: device {device.id} is in {where}, not product {product.id}"
+                f"product_id: device {device.id} is in {where}, not product {product[0]}"
             )
-    actor, also = await standing(session, caller, device)
+    in_product = (
+        actor_from_role(caller, device.product_id, device.role)
+        if device.product_id is not None
+        else None
+    )
+    actor, also = device_standing(
+        caller, in_product, device.product_id, device.owner_user_id, device.owner_customer_id
+    )
     if actor is None and also is None:
         raise ApiError(
             403,
@@ -219,6 +299,6 @@ async def _may_upload(
         assert device.product_id is not None
         raise ApiError(
             403,
-            customer_device_refusal(device.id, row.customer_email, device.product_id),
+            customer_device_refusal(device.id, device.customer_email, device.product_id),
             repair_url=f"/v1/devices/{device.id}/keys/repair",
         )

@@ -1,8 +1,9 @@
 """Particle's login limit: 10 consecutive failures from one address block it for 30 minutes.
 
-Kept in the process: with several nodes each counts its own failures, so an attacker spreading
-attempts over n nodes gets 10*n tries per block period; still far from a useful guess rate
-against argon2id-hashed passwords.
+Kept in the process: each ``fermion serve --workers`` process and each node counts its own
+failures, so an attacker whose connections land on n processes gets at most 10*n tries per
+block period (docs/scaling.md); still far from a useful guess rate against argon2id-hashed
+passwords.
 """
 
 from __future__ import annotations

@@ -148,7 +148,9 @@ class FleetQuery:
         if sort not in SORTS:
             sort = "last_handshake"
         page_text = params.get("page", "1")
-        page = int(page_text) if page_text.isdigit() and 0 < len(page_text) < 7 else 1
+        # isascii: str.isdigit() also admits digits int() refuses, such as '²'.
+        plain = page_text.isascii() and page_text.isdigit()
+        page = int(page_text) if plain and 0 < len(page_text) < 7 else 1
         return cls(
             health=health,
             online=online,

@@ -420,7 +420,7 @@ async def _device_action(
 
 def _candidate_id(form: dict[str, Any]) -> str:
     value = _text(form.get("candidate_id"), 12)
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise ApiError(400, "candidate_id: is not a candidate number")
     return value
 

@@ -1,9 +1,10 @@
 """Noticing that a device's key changed, so that its open session is dropped.
 
-In the process that made the change: a SQLAlchemy session hook sees ``device_keys`` rows
-inserted (every key change appends a version) or a device's key pointer moved, and after the
-commit tells every device server in the process. The API's approve/restore/send code needs no
-knowledge of the device server.
+In the process that made the change: every key change goes through
+``keyops.append_key_version``, which calls :func:`key_changed`; once its transaction commits,
+every device server in the process is told. A SQLAlchemy session hook also sees ``DeviceKey``
+objects added or a device's key pointer moved through the ORM. The API's approve/restore/send
+code needs no knowledge of the device server.
 
 Across processes (``--device-workers``): each device server polls the store for key versions
 with a higher id than the last it saw (``key_poll_interval``, 2 s by default). See
@@ -20,6 +21,7 @@ from typing import Any
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session
 
+from fermion.cloud.store.direct import Runner
 from fermion.cloud.store.models import Device, DeviceKey
 
 Listener = Callable[[set[str]], None]
@@ -50,11 +52,19 @@ def _collect(session: Session, _context: Any) -> None:
             changed.add(obj.id)
 
 
+def key_changed(runner: Runner, device_id: str) -> None:
+    """Tell the device servers in this process, once ``runner`` commits, that the key changed."""
+    runner.after_commit(lambda: _announce_to_all({device_id}))
+
+
 @event.listens_for(Session, "after_commit")
 def _announce(session: Session) -> None:
     changed = session.info.pop(_PENDING, None)
-    if not changed:
-        return
+    if changed:
+        _announce_to_all(changed)
+
+
+def _announce_to_all(changed: set[str]) -> None:
     for loop, listener in list(_listeners):
         with contextlib.suppress(RuntimeError):  # the loop closed
             loop.call_soon_threadsafe(listener, set(changed))

@@ -31,7 +31,7 @@ DEFAULT_UDP = PLATFORMS["argon"]
 
 def platform(name_or_id: str | int) -> Platform:
     key = str(name_or_id).strip().lower()
-    if key.isdigit() and int(key) in BY_ID:
+    if key.isascii() and key.isdigit() and int(key) in BY_ID:
         return BY_ID[int(key)]
     if key in PLATFORMS:
         return PLATFORMS[key]

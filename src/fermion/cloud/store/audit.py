@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import bindparam, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fermion.cloud.store.direct import Runner
 from fermion.cloud.store.models import AuditEvent, utcnow
 
-# Built once: the key-upload path writes one of these per request.
-_INSERT = insert(AuditEvent.__table__)
+_table = AuditEvent.__table__
+# Built once, every column bound (so it runs on the driver too: no Python-side defaults).
+_INSERT = insert(_table).values({c.name: bindparam(c.name) for c in _table.c if c.name != "id"})
 
 
 def _values(
@@ -23,9 +26,10 @@ def _values(
     after: str | None = None,
     request_id: str | None = None,
     detail: dict[str, Any] | None = None,
+    at: datetime | None = None,
 ) -> dict[str, Any]:
     return {
-        "at": utcnow(),
+        "at": at or utcnow(),
         "actor": actor,
         "action": action,
         "device_id": device_id,
@@ -38,12 +42,15 @@ def _values(
 
 
 def record(session: AsyncSession, actor: str, action: str, **fields: Any) -> AuditEvent:
-    """Add an event to the session (written at its next flush, in its transaction)."""
+    """Add an event to the ORM session (written at its next flush, in its transaction)."""
     event = AuditEvent(**_values(actor, action, **fields))
     session.add(event)
     return event
 
 
-async def record_now(session: AsyncSession, actor: str, action: str, **fields: Any) -> None:
-    """The same event, written at once with a prepared statement (no ORM unit of work)."""
-    await session.execute(_INSERT, _values(actor, action, **fields))
+async def record_now(runner: Runner, actor: str, action: str, **fields: Any) -> None:
+    """The same event, written at once with a prepared statement (no ORM unit of work).
+
+    ``runner``: a ``Runner`` or an ``AsyncSession`` (both have ``execute(stmt, params)``).
+    """
+    await runner.execute(_INSERT, _values(actor, action, **fields))

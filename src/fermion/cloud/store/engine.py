@@ -2,13 +2,15 @@
 
 SQLite allows one writer at a time. A deferred transaction that reads and then writes can fail at
 once with "database is locked" when another writer got there first, without waiting at all, so
-every write transaction here starts with ``BEGIN IMMEDIATE`` (it waits for ``busy_timeout``) and,
-within one process, writers queue on an asyncio lock instead of spinning on the file lock.
+every write transaction here starts with ``BEGIN IMMEDIATE`` (it waits for another process's
+lock without blocking the loop: ``sqlite_inline.begin_immediate``) and, within one process,
+writers queue on an asyncio lock instead of spinning on the file lock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,19 +24,31 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from fermion.cloud.store.sqlite_inline import connect_factory
+from fermion.cloud.store.direct import (
+    Runner,
+    SessionRunner,
+    pooled_reads,
+    pooled_transaction,
+    sqlite_reads,
+    sqlite_transaction,
+)
+from fermion.cloud.store.sqlite_inline import PRAGMAS, connect_factory, open_writer
 
 _BEGIN_OPTION = "fermion_begin"
-_SQLITE_BUSY_MS = 30_000
+
+
+def _inline_sqlite(url: str, kwargs: dict[str, Any]) -> bool:
+    """Whether ``make_engine`` runs this SQLite database on the loop's thread."""
+    database = make_url(url).database
+    return bool(database) and database != ":memory:" and "async_creator" not in kwargs
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if not url.startswith("sqlite"):
         return create_async_engine(url, pool_pre_ping=False, **kwargs)
-    database = make_url(url).database
-    if database and database != ":memory:" and "async_creator" not in kwargs:
+    if _inline_sqlite(url, kwargs):
         # Statements run on the loop's thread instead of aiosqlite's (see sqlite_inline).
-        kwargs["async_creator"] = connect_factory(database)
+        kwargs["async_creator"] = connect_factory(make_url(url).database or "")
     engine = create_async_engine(url, **kwargs)
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -42,12 +56,8 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         # Let us issue BEGIN ourselves (see the begin hook) instead of the driver's implicit one.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        # NORMAL in WAL mode survives a process crash (what a SIGKILL is); only a power cut can
-        # lose the last commits, never corrupt the file.
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
+        for pragma in PRAGMAS:
+            cursor.execute(pragma)
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -64,6 +74,17 @@ class Store:
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        # Hot paths run on the driver connection where we know the driver (see store.direct).
+        self._direct = (
+            _inline_sqlite(url, engine_kwargs)
+            if self.is_sqlite
+            else url.startswith("postgresql+asyncpg")
+        )
+        # SQLite: writes of this process take turns anyway (the write lock), so the direct path
+        # keeps one connection of its own instead of a pool checkout per transaction.
+        self._sqlite_writer: sqlite3.Connection | None = None
+        self._sqlite_reader: sqlite3.Connection | None = None
+        self.compiled_cache: dict[Any, Any] = {}  # statement -> store.direct.Compiled
         self.engine = make_engine(url, **engine_kwargs)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
@@ -90,5 +111,51 @@ class Store:
                 raise
             await session.commit()
 
+    @asynccontextmanager
+    async def direct_write(self) -> AsyncIterator[Runner]:
+        """Like ``write``, for Core statements only, run on the driver (``store.direct``).
+
+        Commits on a clean exit, rolls back on an error. Where there is no direct path (an
+        in-memory SQLite, another driver) the statements run through a session instead.
+        """
+        if not self._direct:
+            async with self.write() as session:
+                yield SessionRunner(session)
+            return
+        if self._write_lock is None:
+            async with self.engine.connect() as conn, pooled_transaction(self, conn) as runner:
+                yield runner
+            return
+        async with self._write_lock:
+            if self._sqlite_writer is None:
+                self._sqlite_writer = open_writer(make_url(self.url).database or "")
+            async with sqlite_transaction(self, self._sqlite_writer) as runner:
+                yield runner
+
+    @asynccontextmanager
+    async def direct_read(self) -> AsyncIterator[Runner]:
+        """Like ``read``, for Core statements only, run on the driver (``store.direct``).
+
+        Each statement reads its own snapshot (no transaction around them). SQLite: one
+        connection of the store's own, which is safe because its statements run to the end
+        on the loop's thread before anything else does.
+        """
+        if not self._direct:
+            async with self.read() as session:
+                yield SessionRunner(session)
+            return
+        if not self.is_sqlite:
+            async with self.engine.connect() as conn, pooled_reads(self, conn) as runner:
+                yield runner
+            return
+        if self._sqlite_reader is None:
+            self._sqlite_reader = open_writer(make_url(self.url).database or "")
+        async with sqlite_reads(self, self._sqlite_reader) as runner:
+            yield runner
+
     async def close(self) -> None:
+        for conn in (self._sqlite_writer, self._sqlite_reader):
+            if conn is not None:
+                conn.close()
+        self._sqlite_writer = self._sqlite_reader = None
         await self.engine.dispose()

@@ -8,7 +8,15 @@ from typing import Any
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fermion.cloud.store.models import Customer, Device, DeviceKey, Product, User
+from fermion.cloud.store.direct import Runner
+from fermion.cloud.store.models import (
+    Customer,
+    Device,
+    DeviceKey,
+    Product,
+    TeamMembership,
+    User,
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,46 @@ async def device_row(
     return _row(r) if r is not None else None
 
 
+_devices = Device.__table__
+_members = TeamMembership.__table__
+_DEVICE_COLUMNS = tuple(c.key for c in _devices.c)
+# ``device_row`` in one Core statement, plus a user's team role in the device's product.
+_DEVICE_AND_ROLE = (
+    select(
+        *_devices.c,
+        User.email,
+        Customer.email,
+        DeviceKey.fingerprint,
+        DeviceKey.algorithm,
+        select(_members.c.role)
+        .where(
+            _members.c.product_id == _devices.c.product_id,
+            _members.c.user_id == bindparam("user_id"),
+        )
+        .scalar_subquery(),
+    )
+    .select_from(
+        _devices.outerjoin(User, User.id == _devices.c.owner_user_id)
+        .outerjoin(Customer, Customer.id == _devices.c.owner_customer_id)
+        .outerjoin(DeviceKey, DeviceKey.id == _devices.c.current_key_id)
+    )
+    .where(_devices.c.id == bindparam("device_id"))
+)
+
+
+async def device_and_role(
+    runner: Runner, device_id: str, user_id: int | None
+) -> tuple[DeviceRow, str | None] | None:
+    """``device_row`` (a detached ``Device``) and user ``user_id``'s role in its product, in
+    one statement on a ``Runner`` (``Store.direct_read``)."""
+    r = await runner.first(_DEVICE_AND_ROLE, {"device_id": device_id, "user_id": user_id})
+    if r is None:
+        return None
+    n = len(_DEVICE_COLUMNS)
+    device = Device(**dict(zip(_DEVICE_COLUMNS, r[:n], strict=True)))
+    return _row((device, *r[n : n + 4])), r[n + 4]
+
+
 async def device_list(session: AsyncSession, *conditions: Any) -> list[DeviceRow]:
     stmt = (
         device_rows()
@@ -59,10 +107,38 @@ async def device_list(session: AsyncSession, *conditions: Any) -> list[DeviceRow
     return [_row(r) for r in (await session.execute(stmt)).all()]
 
 
+def _as_product_id(text: str) -> int | None:
+    plain = text.isascii() and text.isdigit()  # str.isdigit() alone admits '²'
+    return int(text) if plain and len(text) <= 9 else None  # beyond int4: not an id
+
+
 async def product_by_id_or_slug(session: AsyncSession, ref: str | int) -> Product | None:
+    """The product a reference names: its id when it is one, else its slug."""
     text = str(ref).strip()
-    if text.isdigit() and len(text) <= 9:  # beyond int4, cannot be an id
-        found = await session.get(Product, int(text))
+    product_id = _as_product_id(text)
+    if product_id is not None:
+        found = await session.get(Product, product_id)
         if found is not None:
             return found
     return await session.scalar(select(Product).where(Product.slug == text))
+
+
+_products = Product.__table__
+_PRODUCT_BY_ID = select(_products.c.id, _products.c.platform_id).where(
+    _products.c.id == bindparam("id")
+)
+_PRODUCT_BY_SLUG = select(_products.c.id, _products.c.platform_id).where(
+    _products.c.slug == bindparam("slug")
+)
+
+
+async def product_ids_by_ref(runner: Runner, ref: str | int) -> tuple[int, int] | None:
+    """``product_by_id_or_slug`` on a ``Runner``: (id, platform_id) of the product."""
+    text = str(ref).strip()
+    product_id = _as_product_id(text)
+    if product_id is not None:
+        row = await runner.first(_PRODUCT_BY_ID, {"id": product_id})
+        if row is not None:
+            return row[0], row[1]
+    row = await runner.first(_PRODUCT_BY_SLUG, {"slug": text})
+    return (row[0], row[1]) if row is not None else None

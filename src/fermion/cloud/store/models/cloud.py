@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fermion.cloud.store.models.base import Base, UTCDateTime, utcnow
@@ -20,6 +20,16 @@ class ServerKeyState(StrEnum):
 
 class ServerKey(Base):
     __tablename__ = "server_keys"
+    # One current key per algorithm, whatever number of processes start at once (migration 0002).
+    __table_args__ = (
+        Index(
+            "uq_server_keys_current",
+            "algorithm",
+            unique=True,
+            sqlite_where=text("state = 'current'"),
+            postgresql_where=text("state = 'current'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     algorithm: Mapped[str] = mapped_column(String(3))
