@@ -35,7 +35,7 @@ PRAGMAS = (
     f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
 )
 _FIRST_WAIT = 0.0005
-_LONGEST_WAIT = 0.02
+_LONGEST_WAIT = 0.002
 
 
 async def begin_immediate(conn: sqlite3.Connection, timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
