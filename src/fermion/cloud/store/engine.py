@@ -4,7 +4,9 @@ SQLite allows one writer at a time. A deferred transaction that reads and then w
 once with "database is locked" when another writer got there first, without waiting at all, so
 every write transaction here starts with ``BEGIN IMMEDIATE`` (it waits for another process's
 lock without blocking the loop: ``sqlite_inline.begin_immediate``) and, within one process,
-writers queue on an asyncio lock instead of spinning on the file lock.
+writers queue on an asyncio lock instead of spinning on the file lock. Key uploads go further
+(``Store.grouped_write``): those that queue up commit together, one transaction per turn on the
+lock instead of one per request.
 """
 
 from __future__ import annotations
