@@ -193,7 +193,7 @@ async def _store_key(
     product_ref: str | None,
     rid: str | None,
 ) -> KeyVersion | None:
-    async with store.direct_write() as tx:
+    async def upload(tx: Runner) -> KeyVersion | None:
         row = await tx.first(
             _DEVICE_FOR_UPLOAD,
             {"device_id": device_id, "user_id": caller.user_id if caller.is_user else None},
@@ -217,6 +217,9 @@ async def _store_key(
             request_id=rid,
             current_fingerprint=current,
         )
+
+    # Concurrent uploads share a transaction on SQLite, each in its own savepoint.
+    return await store.grouped_write(upload)
 
 
 async def _create_device(

@@ -19,12 +19,15 @@ through a session, so callers handle both paths alike.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect
@@ -39,6 +42,8 @@ if TYPE_CHECKING:
     from fermion.cloud.store.engine import Store
 
 Params = dict[str, Any]
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class Runner(Protocol):
@@ -330,3 +335,127 @@ async def _transaction(store: Store, driver: _Driver) -> AsyncIterator[Direct]:
     await driver.commit()
     for callback in direct.committed:
         callback()
+
+
+@dataclass
+class _Queued:
+    work: Callable[[Runner], Awaitable[Any]]
+    future: asyncio.Future[Any]
+
+
+class GroupCommit:
+    """Key uploads of one process on SQLite, committed several to a transaction.
+
+    SQLite takes one writer at a time, and with ``fermion serve --workers`` the processes take
+    turns on the file's lock: each turn is a ``BEGIN IMMEDIATE`` that may have to wait and
+    retry (``begin_immediate``). So work that arrives while this process waits for the lock,
+    or while another transaction runs, is queued and run in the next transaction, in order,
+    each piece in a SAVEPOINT of its own: one that raises (an integrity error, a refusal)
+    rolls back only itself and its caller gets the error. Nobody hears back before the
+    transaction holding their work has committed; after-commit callbacks run only for work
+    that committed.
+    """
+
+    # Bounds how long one turn holds the lock (the other process and this one's own replies
+    # wait for it): at ~0.1-0.2 ms a piece, a few ms.
+    MAX_BATCH = 32
+
+    def __init__(
+        self, store: Store, lock: asyncio.Lock, connection: Callable[[], sqlite3.Connection]
+    ) -> None:
+        self._store = store
+        self._lock = lock
+        self._connection = connection
+        self._queue: deque[_Queued] = deque()
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def run(self, work: Callable[[Runner], Awaitable[T]]) -> T:
+        """Run ``work`` in a write transaction; its result once that has committed."""
+        loop = asyncio.get_running_loop()
+        queued = _Queued(work, loop.create_future())
+        self._queue.append(queued)
+        if self._drainer is None:
+            # A task of its own: a request that goes away must not take others' work with it.
+            self._drainer = loop.create_task(self._drain())
+        result: T = await queued.future
+        return result
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                async with self._lock:
+                    await self._turn(self._connection())
+                # Let the replies go out (and another writer have the lock) before the next.
+                await asyncio.sleep(0)
+        except BaseException as exc:  # cancelled (shutdown): nobody may wait for ever
+            _fail(list(self._queue), exc)
+            self._queue.clear()
+            raise
+        finally:
+            self._drainer = None
+
+    def _take(self) -> list[_Queued]:
+        batch: list[_Queued] = []
+        while self._queue and len(batch) < self.MAX_BATCH:
+            queued = self._queue.popleft()
+            if not queued.future.done():  # its caller went away before it ran
+                batch.append(queued)
+        return batch
+
+    async def _turn(self, conn: sqlite3.Connection) -> None:
+        try:
+            await begin_immediate(conn)  # work that arrives while this waits joins the batch
+        except Exception as exc:  # the lock never came (busy timeout)
+            _fail(self._take(), exc)
+            return
+        batch = self._take()
+        driver = _Sqlite(conn)
+        ran: list[tuple[_Queued, Any, Direct]] = []
+        failed: list[tuple[_Queued, BaseException]] = []
+        try:
+            for i, queued in enumerate(batch):
+                direct = Direct(self._store, driver)
+                conn.execute("SAVEPOINT fermion_work")
+                try:
+                    result = await queued.work(direct)
+                except Exception as exc:
+                    failed.append((queued, exc))
+                    if not conn.in_transaction:
+                        # SQLite gave the whole transaction up (a full disk, an I/O error):
+                        # what ran before this is gone too; it runs again in the next turn.
+                        self._queue.extendleft(reversed([q for q, _, _ in ran] + batch[i + 1 :]))
+                        ran = []
+                        break
+                    conn.execute("ROLLBACK TO fermion_work")
+                    conn.execute("RELEASE fermion_work")
+                else:
+                    conn.execute("RELEASE fermion_work")
+                    ran.append((queued, result, direct))
+            if conn.in_transaction:
+                conn.commit()
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.rollback()
+            _fail(batch, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for queued, result, direct in ran:
+            for callback in direct.committed:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("after-commit callback failed")
+            if not queued.future.done():
+                queued.future.set_result(result)
+        for queued, exc in failed:
+            if not queued.future.done():
+                queued.future.set_exception(exc)
+
+
+def _fail(batch: list[_Queued], exc: BaseException) -> None:
+    for queued in batch:
+        if not queued.future.done():
+            queued.future.set_exception(
+                exc if isinstance(exc, Exception) else RuntimeError("the write was interrupted")
+            )

@@ -4,16 +4,18 @@ SQLite allows one writer at a time. A deferred transaction that reads and then w
 once with "database is locked" when another writer got there first, without waiting at all, so
 every write transaction here starts with ``BEGIN IMMEDIATE`` (it waits for another process's
 lock without blocking the loop: ``sqlite_inline.begin_immediate``) and, within one process,
-writers queue on an asyncio lock instead of spinning on the file lock.
+writers queue on an asyncio lock instead of spinning on the file lock. Key uploads go further
+(``Store.grouped_write``): those that queue up commit together, one transaction per turn on the
+lock instead of one per request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
@@ -25,6 +27,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from fermion.cloud.store.direct import (
+    GroupCommit,
     Runner,
     SessionRunner,
     pooled_reads,
@@ -35,6 +38,7 @@ from fermion.cloud.store.direct import (
 from fermion.cloud.store.sqlite_inline import PRAGMAS, connect_factory, open_writer
 
 _BEGIN_OPTION = "fermion_begin"
+T = TypeVar("T")
 
 
 def _inline_sqlite(url: str, kwargs: dict[str, Any]) -> bool:
@@ -88,6 +92,16 @@ class Store:
         self.engine = make_engine(url, **engine_kwargs)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._group = (
+            GroupCommit(self, self._write_lock, self._writer)
+            if self._direct and self._write_lock is not None
+            else None
+        )
+
+    def _writer(self) -> sqlite3.Connection:
+        if self._sqlite_writer is None:
+            self._sqlite_writer = open_writer(make_url(self.url).database or "")
+        return self._sqlite_writer
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -126,11 +140,22 @@ class Store:
             async with self.engine.connect() as conn, pooled_transaction(self, conn) as runner:
                 yield runner
             return
-        async with self._write_lock:
-            if self._sqlite_writer is None:
-                self._sqlite_writer = open_writer(make_url(self.url).database or "")
-            async with sqlite_transaction(self, self._sqlite_writer) as runner:
-                yield runner
+        async with self._write_lock, sqlite_transaction(self, self._writer()) as runner:
+            yield runner
+
+    async def grouped_write(self, work: Callable[[Runner], Awaitable[T]]) -> T:
+        """``work`` in a ``direct_write`` transaction; its result once that has committed.
+
+        On SQLite (the direct path) work of this process that arrives while a write is under
+        way is committed together with others in the next transaction, each in a savepoint of
+        its own (``store.direct.GroupCommit``); ``work`` may run again from the start if SQLite
+        drops a whole transaction, so it must only act through the runner. Elsewhere (PostgreSQL,
+        whose row locks let writers run side by side) it is one transaction per call.
+        """
+        if self._group is None:
+            async with self.direct_write() as runner:
+                return await work(runner)
+        return await self._group.run(work)
 
     @asynccontextmanager
     async def direct_read(self) -> AsyncIterator[Runner]:

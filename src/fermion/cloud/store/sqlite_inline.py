@@ -34,8 +34,12 @@ PRAGMAS = (
     "PRAGMA synchronous=NORMAL",
     f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
 )
+# Another process holds the lock for one transaction, a few ms at most (its key uploads commit
+# together: ``store.direct.GroupCommit``); sleeping longer than that leaves the file idle while
+# requests queue up here (with the former 20 ms cap a waiting process could sleep up to 20 ms
+# past the moment the lock came free). A try is one failed lock attempt, microseconds.
 _FIRST_WAIT = 0.0005
-_LONGEST_WAIT = 0.02
+_LONGEST_WAIT = 0.002
 
 
 async def begin_immediate(conn: sqlite3.Connection, timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
