@@ -9,22 +9,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from sqlalchemy import select
 
+from fermion.cloud import admin
+from fermion.cloud.app import create_app
 from fermion.cloud.devices.limits import DeviceServerConfig
 from fermion.cloud.devices.registry import Recorder
 from fermion.cloud.devices.server import DeviceServer
 from fermion.cloud.keyops import set_device_key
 from fermion.cloud.serverkeys import ensure_server_key
+from fermion.cloud.settings import Settings
 from fermion.cloud.store import Store, upgrade_async
-from fermion.cloud.store.models import Device, HandshakeOutcome, KeyCandidate, ServerKey
+from fermion.cloud.store.models import (
+    Device,
+    HandshakeOutcome,
+    KeyCandidate,
+    OwnerKind,
+    ServerKey,
+)
+from fermion.cloud.tokens import TokenOwner, mint
 from fermion.device.boot import boot
 from fermion.device.dct import write_server_key_file
 from fermion.device.platforms import Platform
@@ -67,6 +79,9 @@ async def wait_for(
                 await asyncio.sleep(0.05)
     except TimeoutError:
         raise AssertionError(f"condition not met within {timeout} s: {check}") from None
+
+
+_owners = itertools.count()
 
 
 @dataclass
@@ -121,6 +136,31 @@ class Cloud:
                 request_id=None,
                 current_fingerprint=None,
             )
+
+    async def as_owner(self, device_id: str, method: str, path: str) -> httpx.Response:
+        """A REST call on the cloud's app, in process, as the device's owner (a new user)."""
+        email = f"owner-{device_id}-{next(_owners)}@example.com"
+        async with asyncio.timeout(STEP):  # a request that never returns fails, not hangs
+            # No password: argon2 is slow on purpose; the token is minted directly.
+            user = await admin.create_user(self.store, email, None)
+            async with self.store.write() as session:
+                row = await session.get(Device, device_id)
+                assert row is not None
+                row.owner_user_id = user.id
+                minted = await mint(
+                    session,
+                    TokenOwner(OwnerKind.USER, user_id=user.id),
+                    client_name="test",
+                    expires_in=3600,
+                    actor="test",
+                )
+            app = create_app(Settings(data_dir=self.home, database_url=self.store.url))
+            app.state.store = self.store  # the lifespan is not run in process; share the store
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://cloud.test") as c:
+                return await c.request(
+                    method, path, headers={"Authorization": f"Bearer {minted.access_token}"}
+                )
 
     async def device(self, device_id: str) -> Device | None:
         async with asyncio.timeout(STEP), self.store.read() as session:

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
 from devices_harness import STEP, Cloud, device_public, wait_for
 from typer.testing import CliRunner
 
 from fermion.cli import keys_cmd
-from fermion.cloud.store.models import Device
 from fermion.device import faults
 from fermion.device.boot import boot
 from fermion.device.online import (
@@ -100,8 +98,10 @@ async def test_brownout_key_mismatch_is_proven_then_approved(cloud: Cloud, tmp_p
         row = await cloud.device(victim.id)
         assert row is not None and row.key_health == "mismatch"
         # The owner approves it through the REST API (Developer or above; audited).
-        status_code, body = await approve_over_rest(cloud, victim.id, candidate.id)
-        assert status_code == 200, body
+        reply = await cloud.as_owner(
+            victim.id, "POST", f"/v1/devices/{victim.id}/keys/candidates/{candidate.id}/approve"
+        )
+        assert reply.status_code == 200, reply.text
         # The server holds the session a moment before the device has read its Hello.
         await wait_for(lambda: fleet.runner(victim.id).led == LED_CONNECTED)
         await wait_for(lambda: victim.id in cloud.server.sessions)
@@ -113,41 +113,6 @@ async def test_brownout_key_mismatch_is_proven_then_approved(cloud: Cloud, tmp_p
         assert candidate.status == "approved"
     finally:
         await fleet.stop()
-
-
-async def approve_over_rest(cloud: Cloud, device_id: str, candidate_id: int) -> tuple[int, Any]:
-    """POST .../candidates/:id/approve on the cloud's app, in process, as the device's owner."""
-    import httpx
-
-    from fermion.cloud import admin
-    from fermion.cloud.app import create_app
-    from fermion.cloud.settings import Settings
-    from fermion.cloud.store.models import OwnerKind
-    from fermion.cloud.tokens import TokenOwner, mint
-
-    async with asyncio.timeout(STEP):  # a request that never returns fails, not hangs
-        # No password: argon2 is slow on purpose and would stall the loop the devices share.
-        user = await admin.create_user(cloud.store, "owner@example.com", None)
-        async with cloud.store.write() as session:
-            device_row = await session.get(Device, device_id)
-            assert device_row is not None
-            device_row.owner_user_id = user.id
-            minted = await mint(
-                session,
-                TokenOwner(OwnerKind.USER, user_id=user.id),
-                client_name="test",
-                expires_in=3600,
-                actor="test",
-            )
-        app = create_app(Settings(data_dir=cloud.home, database_url=cloud.store.url))
-        app.state.store = cloud.store  # the lifespan is not run in process; share the store
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://cloud.test") as client:
-            reply = await client.post(
-                f"/v1/devices/{device_id}/keys/candidates/{candidate_id}/approve",
-                headers={"Authorization": f"Bearer {minted.access_token}"},
-            )
-        return reply.status_code, reply.json()
 
 
 async def test_another_clouds_server_key_is_orange_then_keys_server_fixes_it(

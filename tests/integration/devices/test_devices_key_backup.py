@@ -3,22 +3,15 @@ restored key from the device's key history."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 from pathlib import Path
 from typing import Any
 
-import httpx
-from devices_harness import STEP, Cloud, device_public, wait_for
+from devices_harness import Cloud, device_public, wait_for
 from typer.testing import CliRunner
 
 from fermion.cli import keys_cmd
-from fermion.cloud import admin
-from fermion.cloud.app import create_app
-from fermion.cloud.settings import Settings
-from fermion.cloud.store.models import Device, OwnerKind
-from fermion.cloud.tokens import TokenOwner, mint
 from fermion.device import faults
 from fermion.device.boot import boot
 from fermion.device.dct import write_server_key_file
@@ -52,31 +45,9 @@ async def device_with_backup(cloud: Cloud, kind: str) -> SimDevice:
 
 
 async def rest(cloud: Cloud, device_id: str, method: str, path: str) -> Any:
-    """A REST call on the cloud's app, in process, as the device's owner."""
-    email = f"owner-{device_id}-{next(_n)}@example.com"
-    async with asyncio.timeout(STEP):  # a request that never returns fails, not hangs
-        # No password: argon2 is slow on purpose and would stall the loop the devices share.
-        user = await admin.create_user(cloud.store, email, None)
-        async with cloud.store.write() as session:
-            row = await session.get(Device, device_id)
-            assert row is not None
-            row.owner_user_id = user.id
-            minted = await mint(
-                session,
-                TokenOwner(OwnerKind.USER, user_id=user.id),
-                client_name="test",
-                expires_in=3600,
-                actor="test",
-            )
-        app = create_app(Settings(data_dir=cloud.home, database_url=cloud.store.url))
-        app.state.store = cloud.store
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://cloud.test") as client:
-            reply = await client.request(
-                method, path, headers={"Authorization": f"Bearer {minted.access_token}"}
-            )
-        assert reply.status_code == 200, reply.text
-        return reply.json()
+    reply = await cloud.as_owner(device_id, method, path)
+    assert reply.status_code == 200, reply.text
+    return reply.json()
 
 
 async def test_key_backup_restores_the_working_key_after_a_brownout(
