@@ -39,9 +39,8 @@ from fermion.cloud.store.models import (
     KeyHealth,
     KeySource,
     OwnerKind,
-    TeamMembership,
 )
-from fermion.cloud.store.queries import product_ids_by_ref
+from fermion.cloud.store.queries import CALLERS_ROLE, product_ids_by_ref
 from fermion.keys import Algorithm, LoadedKey
 
 router = APIRouter(tags=["keys"])
@@ -130,7 +129,6 @@ async def provision(
 _devices = Device.__table__
 _customers = Customer.__table__
 _keys = DeviceKey.__table__
-_members = TeamMembership.__table__
 
 # Everything the upload decides on, in one statement: the device (locked), its customer, its
 # current key, and the caller's team role in its product (none for a non-user caller).
@@ -142,12 +140,7 @@ _DEVICE_FOR_UPLOAD = (
         _devices.c.transport,
         _customers.c.email,
         _keys.c.fingerprint,
-        select(_members.c.role)
-        .where(
-            _members.c.product_id == _devices.c.product_id,
-            _members.c.user_id == bindparam("user_id"),
-        )
-        .scalar_subquery(),
+        CALLERS_ROLE,
     )
     .select_from(
         _devices.outerjoin(_customers, _customers.c.id == _devices.c.owner_customer_id).outerjoin(

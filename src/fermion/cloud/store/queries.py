@@ -61,6 +61,15 @@ async def device_row(
 _devices = Device.__table__
 _members = TeamMembership.__table__
 _DEVICE_COLUMNS = tuple(c.key for c in _devices.c)
+# The team role of the user bound as ``user_id`` in the device's product (None: not a member).
+CALLERS_ROLE = (
+    select(_members.c.role)
+    .where(
+        _members.c.product_id == _devices.c.product_id,
+        _members.c.user_id == bindparam("user_id"),
+    )
+    .scalar_subquery()
+)
 # ``device_row`` in one Core statement, plus a user's team role in the device's product.
 _DEVICE_AND_ROLE = (
     select(
@@ -69,12 +78,7 @@ _DEVICE_AND_ROLE = (
         Customer.email,
         DeviceKey.fingerprint,
         DeviceKey.algorithm,
-        select(_members.c.role)
-        .where(
-            _members.c.product_id == _devices.c.product_id,
-            _members.c.user_id == bindparam("user_id"),
-        )
-        .scalar_subquery(),
+        CALLERS_ROLE,
     )
     .select_from(
         _devices.outerjoin(User, User.id == _devices.c.owner_user_id)
