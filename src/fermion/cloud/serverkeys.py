@@ -11,11 +11,23 @@ from fermion.cloud.store.audit import record
 from fermion.cloud.store.models import ServerKey, ServerKeyState
 from fermion.keys import (
     Algorithm,
+    PrivateKey,
     fingerprint,
     generate_server_key,
     private_key_pem,
     public_key_der,
 )
+
+
+def new_current_row(algorithm: Algorithm, key: PrivateKey) -> ServerKey:
+    """The store row of a freshly made server key, as the current key of its algorithm."""
+    return ServerKey(
+        algorithm=algorithm.value,
+        private_pem=private_key_pem(key).decode(),
+        public_der=public_key_der(key.public_key()),
+        fingerprint=fingerprint(key).hex,
+        state=ServerKeyState.CURRENT,
+    )
 
 
 async def current_keys(session: AsyncSession) -> list[ServerKey]:
@@ -50,13 +62,7 @@ async def ensure_server_key(store: Store, algorithm: Algorithm = Algorithm.RSA) 
             )
             if existing is not None:
                 return existing
-            row = ServerKey(
-                algorithm=algorithm.value,
-                private_pem=private_key_pem(key).decode(),
-                public_der=public_key_der(key.public_key()),
-                fingerprint=fingerprint(key).hex,
-                state=ServerKeyState.CURRENT,
-            )
+            row = new_current_row(algorithm, key)
             session.add(row)
             record(
                 session,

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from fermion.cloud.serverkeys import ensure_server_key
+from fermion.cloud.serverkeys import ensure_server_key, new_current_row
 from fermion.cloud.store import Store
 from fermion.cloud.store.audit import record
 from fermion.cloud.store.models import ServerKey, ServerKeyState
 from fermion.errors import FermionError
 from fermion.keys import (
     Algorithm,
-    fingerprint,
     generate_server_key,
-    private_key_pem,
-    public_key_der,
 )
 
 
@@ -51,13 +48,7 @@ async def rotate(store: Store, actor: str, algorithm: Algorithm = Algorithm.RSA)
                 record(session, actor, "server_key.retire", before=row.fingerprint)
         if old_current is not None:
             old_current.state = ServerKeyState.PREVIOUS
-        new = ServerKey(
-            algorithm=algorithm.value,
-            private_pem=private_key_pem(key).decode(),
-            public_der=public_key_der(key.public_key()),
-            fingerprint=fingerprint(key).hex,
-            state=ServerKeyState.CURRENT,
-        )
+        new = new_current_row(algorithm, key)
         session.add(new)
         record(
             session,
