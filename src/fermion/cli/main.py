@@ -56,24 +56,13 @@ def _mount() -> None:
 def main(argv: list[str] | None = None) -> None:
     _mount()
     try:
-        app(args=argv, standalone_mode=False)
+        # Standalone mode lets Typer's own click print usage errors (an unknown command or
+        # option, a missing argument, `fermion` alone) as click does, with exit code 2; checking
+        # for click's exception class here would miss the copy of click Typer vendors.
+        app(args=argv, standalone_mode=True)
     except FermionError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
         sys.exit(1)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(1)
-    except SystemExit:
-        raise
-    except Exception as exc:  # a click usage error and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
 
 
 if __name__ == "__main__":
