@@ -50,10 +50,14 @@ def login(
             profile.access_token = token
             profile.username = str(user.get("username") or "")
             profile.access_token_expires_at = info.get("expires_at")
+            # The token belongs to the cloud that issued it: a login through FERMION_API_URL
+            # must be usable from a shell that does not set it.
+            profile.api_url = api.api_url
             profile.save()
         else:
             username = username or typer.prompt("email")
             body = api.password_login(username, _password(password, prompt=False))
+            profile.api_url = api.api_url
             store_login(profile, username, body)
     if as_json:
         print_json({"username": profile.username, "api_url": api.api_url, "profile": profile.name})
@@ -79,7 +83,8 @@ def logout(
     who = profile.username
     profile.access_token = None
     profile.access_token_expires_at = None
-    profile.save()
+    if profile.path.exists():  # logging out of a profile that never existed creates none
+        profile.save()
     if as_json:
         print_json({"logged_out": who, "revoked": revoked})
         return

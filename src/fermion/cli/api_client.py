@@ -217,6 +217,18 @@ class ApiClient:
         self.close()
 
     def require_token(self) -> str:
+        if (
+            not self.token
+            and self.profile.name != DEFAULT_PROFILE
+            and not self.profile.path.exists()
+        ):
+            known = ", ".join(list_profiles()) or "none yet"
+            raise NotLoggedIn(
+                f"not logged in to {self.api_url}: profile {self.profile.name!r} does not exist "
+                f"(profiles: {known}); create it "
+                f"with `FERMION_PROFILE={self.profile.name} fermion login`, or pick another "
+                "with `fermion profile use NAME`"
+            )
         if not self.token:
             raise NotLoggedIn(
                 f"not logged in to {self.api_url}; run `fermion login` (or set FERMION_TOKEN)"

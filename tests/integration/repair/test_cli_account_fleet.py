@@ -116,4 +116,23 @@ def test_api_errors_are_one_line_with_exit_1(cloud: Cloud) -> None:
     r = cloud.cli("device", "rename", "0" * 24, "x", profile=who, ok=False)
     assert r.code == 1 and r.err.startswith("error:") and r.err.strip().count("\n") == 0
     r = cloud.cli("device", "list", ok=False, profile="nobody")
-    assert r.code == 1 and "not logged in" in r.err
+    assert r.code == 1 and "does not exist" in r.err
+
+
+def test_login_through_fermion_api_url_keeps_that_cloud(cloud: Cloud) -> None:
+    """The harness logs in with FERMION_API_URL set; a later shell without it must still reach
+    the cloud that issued the token, not the default address."""
+    cloud.cli("admin", "create-user", "una@example.com", "--password", PASSWORD)
+    cloud.cli("login", "-u", "una@example.com", "-p", PASSWORD, profile="una")
+    assert cloud.cli("profile", "--json", profile="una", FERMION_API_URL="").json[
+        "api_url"
+    ] == cloud.url.rstrip("/")
+    who = cloud.cli("whoami", "--json", profile="una", FERMION_API_URL="").json
+    assert who["username"] == "una@example.com"
+
+
+def test_a_profile_that_does_not_exist_is_named_not_created(cloud: Cloud) -> None:
+    r = cloud.cli("whoami", profile="nosuch", ok=False)
+    assert r.code == 1 and "profile 'nosuch' does not exist" in r.err, r.err
+    cloud.cli("logout", profile="nosuch")
+    assert not (cloud.home / "profiles" / "nosuch.config.json").exists()
