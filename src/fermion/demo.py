@@ -16,6 +16,7 @@ import contextlib
 import inspect
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -37,6 +38,7 @@ MARKER = ".fermion-demo"
 CLI = [sys.executable, "-m", "fermion.cli.main"]
 DOMAIN = "demo.fermion"
 ROLES = ("owner", "administrator", "developer", "support", "view_only")
+MAIN_PROFILE = "developer"
 
 
 @dataclass
@@ -168,7 +170,7 @@ def _start_cloud(demo: Demo) -> None:
 
 
 def _login_everyone(demo: Demo) -> dict[str, Any]:
-    from fermion.cli.api_client import ApiClient, Profile, store_login
+    from fermion.cli.api_client import ApiClient, Profile, store_login, use_profile
 
     clients = {}
     for person in (*ROLES, "maker"):
@@ -182,6 +184,8 @@ def _login_everyone(demo: Demo) -> dict[str, Any]:
     default = Profile.load("default")
     default.api_url = demo.url
     default.save()
+    # Bare commands in the banner's shell act as the person most repairs need.
+    use_profile(MAIN_PROFILE)
     return clients
 
 
@@ -368,7 +372,12 @@ def _start_devices(demo: Demo) -> bool:
 
 
 def banner(demo: Demo, devices_running: bool) -> str:
-    exports = f"export FERMION_HOME={demo.home} FERMION_API_URL={demo.url}"
+    # PATH too: a second shell has not activated the virtual environment `make up` made.
+    bin_dir = Path(sys.executable).parent
+    exports = (
+        f"export FERMION_HOME={shlex.quote(str(demo.home))} FERMION_API_URL={demo.url} "
+        f'PATH={shlex.quote(str(bin_dir))}:"$PATH"'
+    )
     lines = [
         "",
         "=" * 78,
@@ -382,7 +391,8 @@ def banner(demo: Demo, devices_running: bool) -> str:
         "  In another shell, first:",
         f"    {exports}",
         "",
-        f"  Logins (password {PASSWORD!r}; CLI profiles of the same name, logged in):",
+        f"  Logins (password {PASSWORD!r}; CLI profiles of the same name, logged in;"
+        f" {MAIN_PROFILE!r} is the default):",
     ]
     for person in (*ROLES, "maker"):
         lines.append(f"    {person:<14} {demo.email(person)}")

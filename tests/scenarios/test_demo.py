@@ -48,6 +48,12 @@ def _read_banner(proc: subprocess.Popen[str], timeout: float = 600) -> str:
     raise AssertionError("no banner:\n" + "".join(seen))
 
 
+def _without_venv(path: str) -> str:
+    """PATH as a second shell has it: without the virtual environment the tests run in."""
+    venv_bin = str(Path(sys.executable).parent)
+    return os.pathsep.join(p for p in path.split(os.pathsep) if p and p != venv_bin)
+
+
 def test_up_demo_banner_commands_repair_every_device(tmp_path: Path) -> None:
     data = tmp_path / "demo"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FERMION_")}
@@ -78,8 +84,18 @@ def test_up_demo_banner_commands_repair_every_device(tmp_path: Path) -> None:
         assert len(commands) == len([d for d in broken if d["repair"]])
         assert "firmware fault" in text  # the dead bootloader is not offered a key command
 
-        bin_dir = Path(sys.executable).parent
-        shell_env = {**env, "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}"}
+        # Exactly as printed, in a shell that has not activated the virtual environment: the
+        # banner's export line must put `fermion` on PATH itself.
+        shell_env = {**env, "PATH": _without_venv(env["PATH"])}
+        who = subprocess.run(
+            ["bash", "-c", f"{exports.group(1)}; fermion whoami --json"],
+            env=shell_env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert who.returncode == 0, who.stderr  # a bare command acts as the default profile
+        assert json.loads(who.stdout)["username"].startswith("developer"), who.stdout
         for command in commands:
             done = subprocess.run(
                 ["bash", "-c", f"{exports.group(1)}; {command}"],
