@@ -106,6 +106,8 @@ def test_up_demo_banner_commands_repair_every_device(tmp_path: Path) -> None:
                 check=False,
             )
             assert done.returncode == 0, (command, done.stderr)
+        # No private key lands where the commands ran: they stay in the data directory.
+        assert not [p.name for p in tmp_path.iterdir() if p.suffix in (".pem", ".der")]
 
         # Every repaired device now holds a key the cloud holds (read as the product owner or
         # the maker, whoever can see it).

@@ -7,6 +7,7 @@ no other device, claim or key changed, and that the audit log says who did it.
 from __future__ import annotations
 
 import itertools
+import stat
 import time
 from collections.abc import Callable
 from typing import Any
@@ -127,6 +128,12 @@ def test_development_device_keys_doctor(cloud: Cloud) -> None:
 
     on_device = device_key(cloud, device)
     assert out["fingerprint"] == on_device
+    # The new private key is kept in the data directory, private, not where the command ran.
+    assert not list(cloud.home.glob(f"{device}_*")) and not list(cloud.home.glob("pre_*"))
+    folder = cloud.home / "keys" / device
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    private = [p for p in folder.iterdir() if not p.name.endswith(".pub.pem")]
+    assert private and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in private)
     assert cloud.snapshot(who, [device])[device][3] == on_device
     assert cloud.snapshot(who, [bystander]) == before
     assert any(a == "key.upload" and who in actor for actor, a in audit_actions(cloud, who, device))

@@ -50,6 +50,7 @@ from fermion.keys import (
     write_new_key_files,
 )
 from fermion.keys.serverfile import Transport
+from fermion.paths import default_data_dir
 
 ONLINE_TIMEOUT = 60.0
 
@@ -651,10 +652,17 @@ def doctor(
         help="Wait for the device to come online (default: when the link can reset it).",
     ),
     timeout: float = typer.Option(ONLINE_TIMEOUT, "--timeout", help="Seconds to wait online."),
+    keys_dir: Path | None = typer.Option(
+        None,
+        "--keys-dir",
+        help="Where the new key and the backup of the old one are written "
+        "(default: DATA_DIR/keys/DEVICE, mode 0700; DATA_DIR is FERMION_HOME).",
+    ),
     as_json: bool = JSON_OPT,
 ) -> None:
     """New key -> upload -> confirm -> write to the device -> reset -> online; rolls back."""
     did = _device_id(device_id)
+    folder = _private_folder(keys_dir or default_data_dir() / "keys" / did)
     link = resolve_link(did, device, dct, dfu, platform)
     assert link is not None
     if link.device_id and link.device_id != did:
@@ -680,13 +688,13 @@ def doctor(
         pid = facts.product_id
         previous_cloud = _current_version(api, did)
         old_slot = read_private_key_slot(link, transport)
-        backup = _backup_slot(did, transport, old_slot)
+        backup = _backup_slot(folder, did, transport, old_slot)
         if not as_json:
             console.print(f"keys doctor {did} ({link.name}):")
         key = generate_device_key(transport.algorithm)
         loaded = load_key(private_key_der(key), "new key")
         new_fp = loaded.fingerprint.sha256
-        files = write_new_key_files(key, f"{did}_{transport.algorithm.value}_new")
+        files = write_new_key_files(key, folder / f"{did}_{transport.algorithm.value}_new")
         step(f"made a new {transport.algorithm.value.upper()} key {new_fp} ({files['pem']})")
 
         # Upload first: a refused upload must leave the device exactly as it was.
@@ -829,11 +837,24 @@ def _restore_cloud(api: ApiClient, did: str, version: int | None) -> str:
     return f"the cloud's current key is version {version} again"
 
 
-def _backup_slot(did: str, transport: Transport, slot: bytes) -> Path | None:
+def _private_folder(path: Path) -> Path:
+    """A folder for private keys: made 0700, so a key never sits readable in a checkout.
+
+    particle-cli writes its doctor's keys into the working directory; a repair run from a
+    project folder then leaves private keys where they get committed.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise FermionError(f"--keys-dir: cannot make {path} ({exc.strerror})") from None
+    return path
+
+
+def _backup_slot(folder: Path, did: str, transport: Transport, slot: bytes) -> Path | None:
     """particle-cli keeps ``pre_...`` before overwriting; we keep the raw slot, 0600."""
     if is_erased_slot(slot):
         return None
-    path = Path(f"pre_{did}_{transport.algorithm.value}.der")
+    path = folder / f"pre_{did}_{transport.algorithm.value}.der"
     atomic_write(path, slot, mode=0o600)
     return path
 
