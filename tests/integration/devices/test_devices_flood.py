@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import secrets
 from dataclasses import replace
 from pathlib import Path
 
 from devices_harness import FAST as SERVER_FAST
 from devices_harness import STEP, start_cloud, stop_cloud, wait_for
 
+from fermion.cloud.store.models import HandshakeOutcome
 from fermion.device.online import LED_CONNECTED, Fleet, SimProfile
+from fermion.keys import Algorithm, generate_device_key
+from fermion.protocol import NEED_DATA, coap
+from fermion.protocol.connection import DeviceConnection
 from fermion.protocol.handshake import NONCE_SIZE
 
 DEVICE = SimProfile(ping_interval=0.3, backoff_initial=0.2, backoff_max=0.5)
@@ -140,4 +146,92 @@ async def test_sustained_waves_from_one_prefix_refuse_no_real_device(
         close_all(held)
         for fleet in fleets:
             await fleet.stop()
+        await stop_cloud(cloud)
+
+
+async def junk(port: int, source: str, payload: bytes) -> None:
+    """One connection from ``source`` that answers the nonce with ``payload`` and hangs up."""
+    async with asyncio.timeout(STEP):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+        try:
+            await reader.readexactly(NONCE_SIZE)
+            writer.write(payload)
+            writer.write_eof()
+            with contextlib.suppress(ConnectionResetError):
+                await reader.read()
+        finally:
+            writer.close()
+
+
+async def unknown_id(port: int, source: str, server_key: object, device_key: object) -> None:
+    """A well-formed handshake naming a device id nobody registered (made up per call)."""
+    conn = DeviceConnection(
+        device_key,  # type: ignore[arg-type]
+        secrets.token_bytes(12),
+        server_key,  # type: ignore[arg-type]
+        coap.Hello(),
+    )
+    async with asyncio.timeout(STEP):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+        try:
+            while not conn.closed:
+                try:
+                    data = await reader.read(4096)
+                except ConnectionResetError:
+                    data = b""
+                conn.receive_data(data)
+                while conn.next_event() is not NEED_DATA:
+                    pass
+                writer.write(conn.data_to_send())
+                if not data:
+                    break
+        finally:
+            writer.close()
+
+
+def counted(rows: list[HandshakeOutcome]) -> int:
+    return sum(int(json.loads(r.detail or "{}").get("count", 1)) for r in rows)
+
+
+async def test_junk_from_many_addresses_keeps_the_outcome_table_bounded(
+    fermion_home: Path, database_url: str
+) -> None:
+    keep = 40
+    cloud = await start_cloud(
+        fermion_home / "junk", replace(SERVER_FAST, max_unidentified_outcomes=keep), database_url
+    )
+    try:
+        # A registered device's history is its own: it stays whatever the junk.
+        device = await cloud.new_device()
+        fleet = Fleet.of([device], profile=DEVICE)
+        fleet.start()
+        await wait_for(lambda: device.id in cloud.server.sessions)
+        await fleet.stop()
+        await cloud.server.recorder.flush()
+        mine = [o for o in await cloud.outcomes() if o.device_id == device.id]
+        assert mine
+        # 300 malformed blocks from 300 addresses, then 60 handshakes naming made-up ids.
+        for i in range(300):
+            await junk(cloud.port, f"127.4.{i // 200}.{i % 200 + 1}", b"\x42" * 100)
+        server_key = (await cloud.server_private_key()).public_key()
+        device_key = generate_device_key(Algorithm.RSA)
+        for i in range(60):
+            await unknown_id(cloud.port, f"127.5.0.{i + 1}", server_key, device_key)
+        await wait_for(lambda: cloud.server.handshaking == 0)
+        rows = await cloud.outcomes()
+        strangers = [o for o in rows if o.device_id != device.id]
+        by_address = [o for o in strangers if o.remote_address is not None]
+        totals = [o for o in strangers if o.remote_address is None]
+        # Bounded: the kept rows plus one total per outcome; 360 connections all counted.
+        assert len(by_address) <= keep, len(by_address)
+        assert {t.outcome for t in totals} <= {"malformed", "unknown_device"}
+        assert len(totals) == len({t.outcome for t in totals})
+        assert counted([o for o in strangers if o.outcome == "malformed"]) == 300
+        assert counted([o for o in strangers if o.outcome == "unknown_device"]) == 60
+        # The most recent strangers are the ones kept by address.
+        assert any(o.remote_address == "127.5.0.60" for o in by_address)
+        assert not any(o.remote_address == "127.4.0.1" for o in by_address)
+        # The device's own rows are all still there, unchanged in number.
+        assert [o.id for o in rows if o.device_id == device.id] == [o.id for o in mine]
+    finally:
         await stop_cloud(cloud)

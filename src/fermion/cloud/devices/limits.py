@@ -35,6 +35,11 @@ class DeviceServerConfig:
     max_handshakes_per_prefix: int = 200
     ipv4_prefix: int = 24
     ipv6_prefix: int = 64
+    # Store rows a stranger can add at will: outcomes of connections that named no registered
+    # device (kept per address, the least recently seen folded into per-outcome totals).
+    max_unidentified_outcomes: int = 1000
+    # Presented keys waiting for a decision, per device (registry.write_facts says which stay).
+    max_pending_candidates: int = 5
     failure_limit: int = 30
     failure_window: float = 60.0
     sweep_interval: float = 0.5

@@ -9,7 +9,15 @@ server learns while it talks to devices; they are queued and written in batches 
 Outcomes are counters, not a log: one ``handshake_outcomes`` row per (device, outcome), or per
 (address, outcome) when the device id is unknowable. ``at`` is the last time it happened and
 ``detail`` holds JSON ``{"count", "first_at", "reason", "address"}``. A flood of bad
-connections therefore changes counters, never the size of the store.
+connections from one address therefore changes counters, never the size of the store.
+
+Connections that name no registered device (no id: the block did not open or never came; or an
+id nobody registered, ``unknown_device``) are the ones a stranger can make from as many
+addresses, or with as many made-up ids, as he likes. Their rows are capped
+(``max_unidentified``, the least recently seen folded first): a folded row's count is added to
+one row per outcome with neither device nor address (``detail.addresses`` says how many rows
+it took in), so the totals stay and the table stays bounded. A registered device's rows are
+never folded: they are its history.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -215,8 +223,18 @@ class Recorder:
     ``flush()`` waits until everything queued so far is written (tests, shutdown).
     """
 
-    def __init__(self, store: Store, *, max_batch: int = 2000, linger: float = 0.25) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_batch: int = 2000,
+        linger: float = 0.25,
+        max_unidentified: int = 1000,
+        max_pending_candidates: int = 5,
+    ) -> None:
         self._store = store
+        self._max_unidentified = max_unidentified
+        self._max_pending = max_pending_candidates
         self._queue: asyncio.Queue[Fact | asyncio.Future[None]] = asyncio.Queue()
         self._max_batch = max_batch
         self._linger = linger
@@ -257,7 +275,12 @@ class Recorder:
             if facts:
                 try:
                     async with self._store.write() as session:
-                        await write_facts(session, facts)
+                        await write_facts(
+                            session,
+                            facts,
+                            max_unidentified=self._max_unidentified,
+                            max_pending_candidates=self._max_pending,
+                        )
                 except Exception:
                     # The device server must outlive a store hiccup; the facts are lost, the
                     # metrics still counted them.
@@ -269,7 +292,13 @@ class Recorder:
             del batch, facts, first
 
 
-async def write_facts(session: AsyncSession, facts: Iterable[Fact]) -> None:
+async def write_facts(
+    session: AsyncSession,
+    facts: Iterable[Fact],
+    *,
+    max_unidentified: int = 1000,
+    max_pending_candidates: int = 5,
+) -> None:
     """Write a batch: facts about the same device or address are merged first, and rows are
     read and updated in bulk, so a batch costs a few statements whatever its size."""
     outcomes: dict[tuple[str | None, str | None, Outcome], tuple[OutcomeFact, int]] = {}
@@ -298,8 +327,8 @@ async def write_facts(session: AsyncSession, facts: Iterable[Fact]) -> None:
                 )
                 .values(possession_proven=True)
             )
-    if outcomes:
-        await _write_outcomes(session, outcomes)
+    if outcomes and await _write_outcomes(session, outcomes):
+        await fold_unidentified(session, max_unidentified)
     rows: list[dict[str, object]] = []
     for device_id in presence.keys() | device_outcome.keys():
         values: dict[str, object] = {"id": device_id}
@@ -332,7 +361,8 @@ async def write_facts(session: AsyncSession, facts: Iterable[Fact]) -> None:
 async def _write_outcomes(
     session: AsyncSession,
     outcomes: dict[tuple[str | None, str | None, Outcome], tuple[OutcomeFact, int]],
-) -> None:
+) -> bool:
+    """Add the counts; True when a row of an unidentified connection was inserted."""
     # Columns, not ORM objects, and bulk statements by primary key: this runs for every
     # handshake, and the unit of work costs more per row than the handshake's own Python.
     table = HandshakeOutcome.__table__
@@ -387,6 +417,98 @@ async def _write_outcomes(
         await session.execute(insert(HandshakeOutcome), inserts)
     for batch in updates.values():
         await _update_by_id(session, table, tuple(sorted(batch[0])), batch)
+    return any(
+        r["device_id"] is None or r["outcome"] == Outcome.UNKNOWN_DEVICE.value for r in inserts
+    )
+
+
+_outcomes = HandshakeOutcome.__table__
+# Rows a stranger can create at will: no device id, or an id nobody registered. Rows with no
+# address either are the per-outcome totals that folded rows are added to.
+_UNIDENTIFIED = _outcomes.c.remote_address.is_not(None) & (
+    _outcomes.c.device_id.is_(None) | (_outcomes.c.outcome == Outcome.UNKNOWN_DEVICE.value)
+)
+
+
+async def fold_unidentified(session: AsyncSession, keep: int) -> int:
+    """Fold the least recently seen unidentified rows beyond ``keep`` into the per-outcome
+    totals; how many rows were folded."""
+    table = _outcomes
+    total = await session.scalar(select(func.count()).select_from(table).where(_UNIDENTIFIED))
+    excess = (total or 0) - keep
+    if excess <= 0:
+        return 0
+    rows = (
+        await session.execute(
+            select(table.c.id, table.c.outcome, table.c.detail, table.c.at)
+            .where(_UNIDENTIFIED)
+            .order_by(table.c.at, table.c.id)
+            .limit(excess)
+        )
+    ).all()
+    folded: dict[str, tuple[int, int, datetime, datetime]] = {}  # count, rows, first, last
+    for _row_id, outcome, text, at in rows:
+        detail = parse_outcome_detail(text)
+        count = detail.get("count", 1)
+        count = count if isinstance(count, int) and count > 0 else 1
+        first = _parse_iso(detail.get("first_at")) or at
+        seen = folded.get(outcome)
+        if seen is None:
+            folded[outcome] = (count, 1, first, at)
+        else:
+            folded[outcome] = (seen[0] + count, seen[1] + 1, min(seen[2], first), max(seen[3], at))
+    totals = {
+        outcome: (row_id, detail, at)
+        for row_id, outcome, detail, at in await session.execute(
+            select(table.c.id, table.c.outcome, table.c.detail, table.c.at).where(
+                table.c.device_id.is_(None),
+                table.c.remote_address.is_(None),
+                table.c.outcome.in_(list(folded)),
+            )
+        )
+    }
+    for outcome, (count, taken, first, last) in folded.items():
+        existing = totals.get(outcome)
+        if existing is None:
+            detail: dict[str, object] = {
+                "count": count,
+                "addresses": taken,
+                "first_at": _iso(first),
+                "reason": "unidentified connections beyond the rows kept, added up",
+            }
+            await session.execute(
+                insert(table).values(
+                    device_id=None,
+                    remote_address=None,
+                    outcome=outcome,
+                    detail=json.dumps(detail),
+                    at=last,
+                )
+            )
+            continue
+        row_id, text, at = existing
+        detail = parse_outcome_detail(text)
+        for name, add in (("count", count), ("addresses", taken)):
+            old = detail.get(name, 0)
+            detail[name] = (old if isinstance(old, int) else 0) + add
+        await session.execute(
+            update(table)
+            .where(table.c.id == row_id)
+            .values(detail=json.dumps(detail), at=max(at, last) if at else last)
+        )
+    ids = [r[0] for r in rows]
+    for chunk in in_lists(ids):
+        await session.execute(delete(table).where(table.c.id.in_(chunk)))
+    return len(ids)
+
+
+def _parse_iso(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 async def _update_by_id(

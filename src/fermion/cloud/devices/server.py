@@ -137,7 +137,11 @@ class DeviceServer:
         self.owns_store = owns_store
         self._recycling: asyncio.Task[None] | None = None
         self.config = config or DeviceServerConfig()
-        self.recorder = registry.Recorder(store)
+        self.recorder = registry.Recorder(
+            store,
+            max_unidentified=self.config.max_unidentified_outcomes,
+            max_pending_candidates=self.config.max_pending_candidates,
+        )
         self.limiter = FailureLimiter(self.config.failure_limit, self.config.failure_window)
         self.shares = HandshakeShares(
             self.config.max_handshakes_per_address,
