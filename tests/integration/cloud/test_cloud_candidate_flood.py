@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -181,9 +180,7 @@ def console_page(cloud: Cloud, token: str, device_id: str) -> str:
         return r.text
 
 
-def test_an_address_the_device_used_is_not_flagged(
-    cloud: Cloud, device_port: int, tmp_path: Path
-) -> None:
+def test_an_address_the_device_used_is_not_flagged(cloud: Cloud, device_port: int) -> None:
     _email, token = cloud.user_token()
     device_id = new_device_id()
     device_key = generate_device_key(Algorithm.RSA)
