@@ -446,7 +446,14 @@ def main() -> None:
 
     for workers in [int(w) for w in options.workers.split(",") if w]:
         port = free_port()
-        config = DeviceServerConfig(port=port, failure_limit=10**9, max_handshakes=100_000)
+        config = DeviceServerConfig(
+            port=port,
+            failure_limit=10**9,
+            max_handshakes=100_000,
+            # every load generator connects from 127.0.0.1: no per-address share
+            max_handshakes_per_address=100_000,
+            max_handshakes_per_prefix=100_000,
+        )
         pool = WorkerPool(url, config, workers)
         pool.start()
         try:
@@ -476,7 +483,12 @@ def main() -> None:
     if options.hold:
         port = free_port()
         config = DeviceServerConfig(
-            port=port, failure_limit=10**9, max_handshakes=100_000, idle_timeout=3600
+            port=port,
+            failure_limit=10**9,
+            max_handshakes=100_000,
+            max_handshakes_per_address=100_000,
+            max_handshakes_per_prefix=100_000,
+            idle_timeout=3600,
         )
         pool = WorkerPool(url, config, 1)
         pool.start()

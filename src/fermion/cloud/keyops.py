@@ -72,6 +72,8 @@ _POINT = (
     .values(
         current_key_id=bindparam("_key_id"),
         updated_at=bindparam("_now"),
+        # The addresses a device used vouch for it only with the key it used there.
+        known_addresses="[]",
         key_health=case(
             (_devices.c.key_health == KeyHealth.NO_KEY.value, KeyHealth.UNKNOWN.value),
             else_=_devices.c.key_health,

@@ -90,6 +90,9 @@ class SimProfile:
     backoff_max: float = 30.0
     flash_check_interval: float = 0.5
     connect_timeout: float = 5.0
+    # The local address to connect from (None: the kernel's choice). Loopback tests use another
+    # 127.x.y.z to stand for a device on another network.
+    source_address: str | None = None
 
 
 @dataclass
@@ -344,7 +347,8 @@ class DeviceRunner:
         profile = self.profile
         try:
             async with asyncio.timeout(profile.connect_timeout):
-                reader, writer = await asyncio.open_connection(host, port)
+                local = (profile.source_address, 0) if profile.source_address else None
+                reader, writer = await asyncio.open_connection(host, port, local_addr=local)
         except (OSError, TimeoutError) as exc:
             return _Attempt(LED_CONNECTING, "unreachable", message=f"cannot connect: {exc}")
         conn = DeviceConnection(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fermion.cloud.devices.limits import FailureLimiter
+from fermion.cloud.devices.limits import FailureLimiter, HandshakeShares, prefix_of
 from fermion.cloud.devices.server import ActivityLog
 from fermion.device.online import parse_cloud
 from fermion.errors import DeviceError
@@ -18,6 +18,30 @@ def test_failed_handshakes_over_the_limit_refuse_the_address_for_the_window() ->
     assert not limiter.allowed("10.0.0.1", 1)
     assert limiter.allowed("10.0.0.2", 1)  # other addresses are not affected
     assert limiter.allowed("10.0.0.1", 61)  # a new window
+
+
+def test_prefixes_are_a_24_or_a_64_and_mapped_ipv4_counts_as_ipv4() -> None:
+    assert prefix_of("203.0.113.77") == "203.0.113.0/24"
+    assert prefix_of("2001:db8:1:2:aaaa::1") == "2001:db8:1:2::/64"
+    assert prefix_of("::ffff:203.0.113.77") == "203.0.113.0/24"
+    assert prefix_of("fe80::1%eth0") == "fe80::/64"
+    assert prefix_of("?") == "?"
+
+
+def test_handshake_shares_per_address_and_prefix_and_given_back() -> None:
+    shares = HandshakeShares(per_address=2, per_prefix=3)
+    a = shares.take("10.0.0.1")
+    b = shares.take("::ffff:10.0.0.1")  # the same host over a dual-stack socket
+    assert isinstance(a, tuple) and isinstance(b, tuple)
+    assert shares.take("10.0.0.1") == "address_busy"
+    c = shares.take("10.0.0.2")
+    assert isinstance(c, tuple)
+    assert shares.take("10.0.0.3") == "prefix_busy"
+    assert isinstance(shares.take("10.0.1.1"), tuple)  # another /24
+    for slot in (a, b, c):
+        shares.give_back(slot)
+    assert shares.of_address("10.0.0.1") == 0 and shares.of_prefix("10.0.0.9") == 0
+    assert shares._addresses.keys() == {"10.0.1.1"}  # nothing kept for gone handshakes
 
 
 def test_the_limiter_forgets_the_oldest_addresses_first() -> None:

@@ -12,7 +12,7 @@ from fermion.cloud.api.auth import CallerDep, StoreDep, request_id
 from fermion.cloud.api.errors import ApiError, bad_request, not_found
 from fermion.cloud.api.fields import body_fields, text_field
 from fermion.cloud.api.provisioning import _BODY
-from fermion.cloud.api.views import candidate_json, fp, key_json
+from fermion.cloud.api.views import candidate_json, candidate_summary, fp, key_json
 from fermion.cloud.domain.keypolicy import parse_device_public_key, require_fits_device
 from fermion.cloud.domain.permissions import Action
 from fermion.cloud.keyhistory import EarlierVersion, earlier_versions
@@ -53,16 +53,21 @@ async def list_candidates(
     device_id: str,
     caller: CallerDep,
     store: StoreDep,
-    status: CandidateStatus | None = Query(None, description="pending, approved or rejected"),
+    status: CandidateStatus | None = Query(
+        None, description="pending, approved, rejected or superseded"
+    ),
 ) -> dict[str, Any]:
     async with store.read() as session:
         row = await load_authorized(session, caller, device_id, Action.KEY_VIEW)
         stmt = select(KeyCandidate).where(KeyCandidate.device_id == row.device.id)
-        if status is not None:
-            stmt = stmt.where(KeyCandidate.status == status.value)
-        found = list(await session.scalars(stmt.order_by(KeyCandidate.last_seen.desc())))
+        every = list(await session.scalars(stmt.order_by(KeyCandidate.last_seen.desc())))
+        found = [c for c in every if status is None or c.status == status.value]
         earlier = await earlier_versions(session, row.device.id, [c.fingerprint for c in found])
-        return {"ok": True, "candidates": [_candidate(c, earlier) for c in found]}
+        return {
+            "ok": True,
+            "candidates": [_candidate(c, earlier) for c in found],
+            "summary": candidate_summary(every, row.device.candidates_dropped or 0),
+        }
 
 
 def _candidate(c: KeyCandidate, earlier: dict[str, EarlierVersion]) -> dict[str, Any]:

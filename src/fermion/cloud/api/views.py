@@ -6,7 +6,8 @@ import functools
 from datetime import datetime
 from typing import Any
 
-from fermion.cloud.store.models import AuditEvent, DeviceKey, KeyCandidate
+from fermion.cloud.devices.registry import load_addresses
+from fermion.cloud.store.models import AuditEvent, CandidateStatus, DeviceKey, KeyCandidate
 from fermion.cloud.store.queries import DeviceRow
 from fermion.keys import Algorithm, Fingerprint, load_key, public_key_pem
 
@@ -87,10 +88,34 @@ def candidate_json(c: KeyCandidate) -> dict[str, Any]:
         "last_seen": iso(c.last_seen),
         "count": c.count,
         "remote_address": c.remote_address,
+        # Every distinct address that presented it (the last 8), and whether one of them is an
+        # address the device never handshook from with its current key.
+        "addresses": candidate_addresses(c),
+        "new_address": bool(c.new_address),
         "possession_proven": c.possession_proven,
         "status": c.status,
         "decided_by": c.decided_by,
         "decided_at": iso(c.decided_at),
+    }
+
+
+def candidate_addresses(c: KeyCandidate) -> list[str]:
+    return load_addresses(c.addresses) or ([c.remote_address] if c.remote_address else [])
+
+
+def candidate_summary(candidates: list[KeyCandidate], dropped: int) -> dict[str, Any]:
+    """What the pending presented keys of one device add up to: proof of possession proves
+    that someone holds a key, not that it is the device, so a person deciding needs to see how
+    many keys and addresses are asking, and which came from where the device never was."""
+    pending = [c for c in candidates if c.status == CandidateStatus.PENDING]
+    addresses = {a for c in pending for a in candidate_addresses(c)}
+    return {
+        "pending": len(pending),
+        "distinct_keys": len({c.fingerprint for c in pending}),
+        "distinct_addresses": len(addresses),
+        "from_new_addresses": sum(1 for c in pending if c.new_address),
+        # Presented keys not kept: the device had its share pending (see docs/security.md).
+        "dropped": dropped,
     }
 
 

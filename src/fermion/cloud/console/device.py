@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fermion.cloud.api.access import standing
 from fermion.cloud.api.auth import Caller
-from fermion.cloud.api.views import fp
+from fermion.cloud.api.views import candidate_addresses, candidate_summary, fp
 from fermion.cloud.console.fleet import HEALTH, LABELS, Health, HealthLabel, platform_name
 from fermion.cloud.domain.permissions import Action, Actor, PermissionDenied, check
 from fermion.cloud.store.models import (
@@ -85,6 +85,10 @@ class DeviceView:
     can: set[Action]
     role: Actor | None = None
     candidate: KeyCandidate | None = None
+    # Every key waiting for a decision (the most recent is ``candidate``), and what they add up
+    # to (api.views.candidate_summary): how many keys, from how many addresses.
+    pending: list[KeyCandidate] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
     keys: list[KeyVersion] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     outcomes: list[HandshakeOutcome] = field(default_factory=list)
@@ -101,6 +105,10 @@ class DeviceView:
         items += [(e[0], "event", e) for e in self.device_events]
         items += [(a.at, "audit", a) for a in self.events]
         return sorted(items, key=lambda item: item[0], reverse=True)
+
+    @staticmethod
+    def addresses_of(candidate: KeyCandidate) -> list[str]:
+        return candidate_addresses(candidate)
 
     @property
     def can_change(self) -> bool:
@@ -158,15 +166,19 @@ async def load_device_view(session: AsyncSession, caller: Caller, row: DeviceRow
     product = await session.get(Product, device.product_id) if device.product_id else None
     view = DeviceView(row, product, Health(health or Health.OTHER.value), can, actor)
     if Action.KEY_VIEW in can:
-        view.candidate = await session.scalar(
-            select(KeyCandidate)
-            .where(
-                KeyCandidate.device_id == device.id,
-                KeyCandidate.status == CandidateStatus.PENDING.value,
+        # Bounded per device by the device server (DeviceServerConfig.max_pending_candidates).
+        view.pending = list(
+            await session.scalars(
+                select(KeyCandidate)
+                .where(
+                    KeyCandidate.device_id == device.id,
+                    KeyCandidate.status == CandidateStatus.PENDING.value,
+                )
+                .order_by(KeyCandidate.last_seen.desc(), KeyCandidate.id.desc())
             )
-            .order_by(KeyCandidate.last_seen.desc())
-            .limit(1)
         )
+        view.candidate = view.pending[0] if view.pending else None
+        view.summary = candidate_summary(view.pending, device.candidates_dropped or 0)
         view.keys = await _key_history(session, device)
         decided = await session.scalars(
             select(KeyCandidate)

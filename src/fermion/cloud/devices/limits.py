@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -25,6 +26,20 @@ class DeviceServerConfig:
     idle_timeout: float = 45.0
     max_frame: int = DEFAULT_MAX_FRAME
     max_handshakes: int = 2000
+    # Handshakes in progress from one address, and from one prefix (IPv4 /24, IPv6 /64), counted
+    # from accept: silent connections cost a slot until ``block_timeout``, so without a share one
+    # address could hold every slot. 5 % and 10 % of ``max_handshakes``: a fleet behind one NAT
+    # address still has 100 handshakes in flight, more than one core completes in a third of a
+    # second (~3 ms of RSA each), and a device refused retries within seconds.
+    max_handshakes_per_address: int = 100
+    max_handshakes_per_prefix: int = 200
+    ipv4_prefix: int = 24
+    ipv6_prefix: int = 64
+    # Store rows a stranger can add at will: outcomes of connections that named no registered
+    # device (kept per address, the least recently seen folded into per-outcome totals).
+    max_unidentified_outcomes: int = 1000
+    # Presented keys waiting for a decision, per device (registry.write_facts says which stay).
+    max_pending_candidates: int = 5
     failure_limit: int = 30
     failure_window: float = 60.0
     sweep_interval: float = 0.5
@@ -76,3 +91,74 @@ class FailureLimiter:
         # Forget the oldest addresses first; a flood of fresh addresses cannot grow memory.
         while len(self._windows) > self.max_addresses and self._order:
             self._windows.pop(self._order.popleft(), None)
+
+
+def prefix_of(address: str, ipv4_prefix: int = 24, ipv6_prefix: int = 64) -> str:
+    """The network an address belongs to, as text (``127.0.0.0/24``); an IPv4-mapped IPv6
+    address counts as its IPv4 address, so a dual-stack listener shares one budget per host."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address  # not an IP (a Unix socket, "?"): its own prefix
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    bits = ipv4_prefix if ip.version == 4 else ipv6_prefix
+    return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
+
+
+def host_of(address: str) -> str:
+    """The address as the shares count it: an IPv4-mapped IPv6 address as IPv4."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+@dataclass
+class HandshakeShares:
+    """Handshakes in progress per address and per prefix.
+
+    Counted from accept to the end of the handshake (success, failure, timeout or hang-up), so
+    a connection that never sends a byte holds its share at once, not after its timeout. Memory
+    is bounded by the global cap: an entry exists only while one of its handshakes is open.
+    """
+
+    per_address: int
+    per_prefix: int
+    ipv4_prefix: int = 24
+    ipv6_prefix: int = 64
+    _addresses: dict[str, int] = field(default_factory=dict)
+    _prefixes: dict[str, int] = field(default_factory=dict)
+
+    def take(self, address: str) -> tuple[str, str] | str:
+        """The (host, prefix) slot taken, or the reason it was refused: ``"address_busy"`` or
+        ``"prefix_busy"``."""
+        host = host_of(address)
+        prefix = prefix_of(host, self.ipv4_prefix, self.ipv6_prefix)
+        if self._addresses.get(host, 0) >= self.per_address:
+            return "address_busy"
+        if self._prefixes.get(prefix, 0) >= self.per_prefix:
+            return "prefix_busy"
+        self._addresses[host] = self._addresses.get(host, 0) + 1
+        self._prefixes[prefix] = self._prefixes.get(prefix, 0) + 1
+        return host, prefix
+
+    def give_back(self, slot: tuple[str, str]) -> None:
+        host, prefix = slot
+        for table, key in ((self._addresses, host), (self._prefixes, prefix)):
+            left = table.get(key, 0) - 1
+            if left > 0:
+                table[key] = left
+            else:
+                table.pop(key, None)
+
+    def of_address(self, address: str) -> int:
+        return self._addresses.get(host_of(address), 0)
+
+    def of_prefix(self, address: str) -> int:
+        return self._prefixes.get(
+            prefix_of(host_of(address), self.ipv4_prefix, self.ipv6_prefix), 0
+        )

@@ -48,7 +48,8 @@ ONLINE = Gauge(
 REFUSED = Counter(
     "fermion_device_connections_refused",
     "Connections closed before the handshake: rate_limited (too many failed handshakes from "
-    "the address) or busy (too many handshakes in progress).",
+    "the address), busy (too many handshakes in progress), address_busy / prefix_busy (the "
+    "address, or its /24 or /64, holds its share of the handshakes in progress).",
     ["reason"],
 )
 KEY_ERROR_EVENTS = Counter(

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key, lo
 
 from fermion.aio import cancel_and_wait
 from fermion.cloud.devices import keywatch, metrics, registry
-from fermion.cloud.devices.limits import DeviceServerConfig, FailureLimiter
+from fermion.cloud.devices.limits import DeviceServerConfig, FailureLimiter, HandshakeShares
 from fermion.cloud.store import Store
 from fermion.cloud.store.models import CandidateStatus, utcnow
 from fermion.errors import FermionError
@@ -137,8 +137,18 @@ class DeviceServer:
         self.owns_store = owns_store
         self._recycling: asyncio.Task[None] | None = None
         self.config = config or DeviceServerConfig()
-        self.recorder = registry.Recorder(store)
+        self.recorder = registry.Recorder(
+            store,
+            max_unidentified=self.config.max_unidentified_outcomes,
+            max_pending_candidates=self.config.max_pending_candidates,
+        )
         self.limiter = FailureLimiter(self.config.failure_limit, self.config.failure_window)
+        self.shares = HandshakeShares(
+            self.config.max_handshakes_per_address,
+            self.config.max_handshakes_per_prefix,
+            self.config.ipv4_prefix,
+            self.config.ipv6_prefix,
+        )
         self.activity = ActivityLog(
             self.config.activity_devices, self.config.events_kept, self.config.event_data_kept
         )
@@ -405,6 +415,7 @@ class _Link(asyncio.Protocol):
         "online",
         "proving",
         "server",
+        "slot",
         "started",
         "transport",
     )
@@ -421,6 +432,7 @@ class _Link(asyncio.Protocol):
         self.started = time.monotonic()
         self.deadline = self.started
         self.handshaking = False
+        self.slot: tuple[str, str] | None = None  # the address's and prefix's share it holds
         self.online = False
         self.finished = False  # an outcome was recorded
 
@@ -443,6 +455,15 @@ class _Link(asyncio.Protocol):
             self.finished = True
             self.transport.abort()  # type: ignore[union-attr]
             return
+        # Before the nonce and before any RSA work: an address or prefix over its share of
+        # handshakes in progress is closed with a reset (devices retry; see DeviceServerConfig).
+        slot = server.shares.take(self.address)
+        if isinstance(slot, str):
+            server.tally.refuse(slot)
+            self.finished = True
+            self.transport.abort()  # type: ignore[union-attr]
+            return
+        self.slot = slot
         assert server.keys is not None
         self.conn = ServerConnection(
             server.keys.current, server.keys.previous, max_frame=server.config.max_frame
@@ -473,8 +494,7 @@ class _Link(asyncio.Protocol):
         server = self.server
         server.links.discard(self)
         if self.handshaking:
-            self.handshaking = False
-            server.handshaking -= 1
+            self._end_handshake()
             if not self.finished:
                 self.finished = True
                 self._record(Outcome.DISCONNECTED, "connection closed during the handshake")
@@ -674,14 +694,20 @@ class _Link(asyncio.Protocol):
     ) -> None:
         server = self.server
         if self.handshaking:
-            self.handshaking = False
-            server.handshaking -= 1
+            self._end_handshake()
         if self.finished:
             return
         self.finished = True
         if outcome is not Outcome.OK:
             server.limiter.failed(self.address, time.monotonic())
         self._record(outcome, reason, fingerprint)
+
+    def _end_handshake(self) -> None:
+        self.handshaking = False
+        self.server.handshaking -= 1
+        if self.slot is not None:
+            self.server.shares.give_back(self.slot)
+            self.slot = None
 
     def _record(self, outcome: Outcome, reason: str, fingerprint: str | None = None) -> None:
         self.server.record(outcome, self.device_id, self.address, reason, fingerprint)

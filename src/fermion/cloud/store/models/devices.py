@@ -36,6 +36,9 @@ class CandidateStatus(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
     REJECTED = "rejected"
+    # The device handshook with its current key after this key was presented: whoever holds
+    # this key is not the device, or the device was repaired. Kept as history, not pending.
+    SUPERSEDED = "superseded"
 
 
 class KeyHealth(StrEnum):
@@ -72,6 +75,10 @@ class Device(Base):
     current_key_id: Mapped[int | None] = mapped_column(
         ForeignKey("device_keys.id", use_alter=True, ondelete="SET NULL")
     )
+    # JSON list: the last few addresses it handshook from with its current key.
+    known_addresses: Mapped[str | None] = mapped_column(Text)
+    # Presented keys not kept: the device already had its share pending (registry).
+    candidates_dropped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -111,6 +118,10 @@ class KeyCandidate(Base):
     # True once the device signed a challenge with the matching private key.
     possession_proven: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16), default=CandidateStatus.PENDING)
+    # JSON list: the distinct addresses that presented it (the last few).
+    addresses: Mapped[str | None] = mapped_column(Text)
+    # Presented from an address the device never handshook from with its current key.
+    new_address: Mapped[bool | None] = mapped_column(Boolean)
     decided_by: Mapped[str | None] = mapped_column(String(300))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
