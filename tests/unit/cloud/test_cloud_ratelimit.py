@@ -55,7 +55,7 @@ def test_success_resets_the_address_count() -> None:
 
 
 def test_attempts_count_when_they_start() -> None:
-    limiter = LoginLimiter(clock=Clock())
+    limiter = LoginLimiter(clock=Clock(), max_running=None)
     running = [limiter.begin("a") for _ in range(10)]
     with pytest.raises(LoginRefused) as refused:
         limiter.begin("a")
@@ -63,6 +63,17 @@ def test_attempts_count_when_they_start() -> None:
     for attempt in running:
         attempt.finish(False)
     assert limiter.retry_after("a") > 1000
+
+
+def test_one_address_runs_only_a_few_attempts_at_once() -> None:
+    limiter = LoginLimiter(clock=Clock(), max_running=4)
+    running = [limiter.begin("a") for _ in range(4)]
+    with pytest.raises(LoginRefused) as refused:
+        limiter.begin("a")
+    assert refused.value.retry_after == 1 and "in progress" in str(refused.value)
+    limiter.begin("b").finish(None)  # other addresses are not held up
+    running.pop().finish(False)
+    limiter.begin("a")  # a place is free again
 
 
 def test_an_attempt_that_was_not_checked_gives_its_place_back() -> None:

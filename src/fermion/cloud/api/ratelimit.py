@@ -3,8 +3,10 @@
 An attempt counts when it starts, not when its argon2 check ends: ``begin`` reserves a place
 under the address's limit and ``Attempt.account`` one under the account's, before any
 verification runs, so 60 concurrent guesses from one address get at most 10 checks between them
-(the others are refused at once). A finished attempt turns its reservation into a failure, or
-into a success that clears the address's count and that account's count.
+(the others are refused at once), and at most ``MAX_RUNNING_PER_ADDRESS`` of one address run at
+once, so that one address never fills the argon2 queue. A finished attempt turns its
+reservation into a failure, or into a success that clears the address's count and that
+account's count; one that was not checked (refused, argon2 queue full) gives its place back.
 
 Two counters, because one is not enough:
 
@@ -32,8 +34,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from fermion.cloud.credentials import ARGON2_MAX_IN_FLIGHT
+
 MAX_FAILURES = 10
 BLOCK_SECONDS = 30 * 60
+# Attempts of one address running at once: half the argon2 queue, so that one address can
+# never fill it and leave nobody else a place (the rest are refused at once, 429).
+MAX_RUNNING_PER_ADDRESS = ARGON2_MAX_IN_FLIGHT // 2
 _MAX_TRACKED = 100_000
 # What a refusal says when the limit is reached only by attempts still running: they end
 # within about a second, as failures (then the block) or a success (then room again).
@@ -50,8 +57,8 @@ class _Entry:
 class LoginRefused(Exception):
     """The address or the account has reached its limit; ``who`` names which, for the reply."""
 
-    def __init__(self, who: str, retry_after: int) -> None:
-        super().__init__(f"too many failed logins {who}; try again in {retry_after} seconds")
+    def __init__(self, who: str, retry_after: int, what: str = "failed logins") -> None:
+        super().__init__(f"too many {what} {who}; try again in {retry_after} seconds")
         self.who = who
         self.retry_after = retry_after
 
@@ -77,6 +84,10 @@ class _Counters:
         if entry.failures + entry.pending >= self.max_failures:
             return _PENDING_RETRY_SECONDS
         return 0
+
+    def running(self, key: str) -> int:
+        entry = self._entries.get(key)
+        return entry.pending if entry else 0
 
     def reserve(self, key: str) -> int:
         """Reserve a place for an attempt; 0, or the seconds to wait when there is none."""
@@ -106,9 +117,7 @@ class _Counters:
 
     def _evict(self) -> None:
         now = self._clock()
-        for key in [
-            k for k, e in self._entries.items() if not e.pending and e.blocked_until < now
-        ]:
+        for key in [k for k, e in self._entries.items() if not e.pending and e.blocked_until < now]:
             del self._entries[key]
 
 
@@ -140,9 +149,11 @@ class LoginLimiter:
         max_failures: int = MAX_FAILURES,
         block_seconds: float = BLOCK_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        max_running: int | None = MAX_RUNNING_PER_ADDRESS,
     ) -> None:
         self.max_failures = max_failures
         self.block_seconds = block_seconds
+        self.max_running = max_running
         self.addresses = _Counters(max_failures, block_seconds, clock)
         self.accounts = _Counters(max_failures, block_seconds, clock)
 
@@ -152,6 +163,8 @@ class LoginLimiter:
 
     def begin(self, address: str) -> Attempt:
         """Reserve an attempt from ``address``; ``LoginRefused`` when it has no room left."""
+        if self.max_running is not None and self.addresses.running(address) >= self.max_running:
+            raise LoginRefused(f"from {address}", _PENDING_RETRY_SECONDS, "logins in progress")
         wait = self.addresses.reserve(address)
         if wait:
             raise LoginRefused(f"from {address}", wait)
