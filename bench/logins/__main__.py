@@ -3,7 +3,7 @@
     python -m bench.logins [--backend sqlite|postgres|both] [--seconds 8] [--floods 50,200]
 
 Starts ``fermion serve`` on loopback (API and device server, one process, over a fresh database
-with a user, a token and 2,000 devices), then runs the same measurements in phases: with no
+with a user, a token and 3,200 devices), then runs the same measurements in phases: with no
 flood (the baseline), then with each flood size N from one address, then from N addresses
 (``127.0.x.y``, each a different unknown account, so no login limit applies and every login
 wants argon2). A flood sends a wave of N concurrent wrong ``POST /oauth/token`` every second.
@@ -50,8 +50,9 @@ from fermion.cloud.store.models import OwnerKind
 from fermion.cloud.tokens import TokenOwner, mint
 from fermion.keys import generate_device_key, private_key_pem, public_key_der
 
-DEVICES = 2000
 KEY_POOL = 8  # keys are shared across device ids: what is measured is the id's key lookup
+HANDSHAKES_PER_PHASE = 400  # at most; each phase its own devices, never seen before
+DEVICES = 8 * HANDSHAKES_PER_PHASE
 
 
 def _free_port() -> int:
@@ -92,7 +93,7 @@ class Bench:
     def phase(self, name: str, seconds: float, size: int = 0, spread: bool = False) -> Phase:
         start = time.time() + 1.0  # time for the pool's processes to be ready
         end = start + seconds
-        first, self.next_device = self.next_device, self.next_device + int(seconds * 100)
+        first, self.next_device = self.next_device, self.next_device + HANDSHAKES_PER_PHASE
         jobs = {
             "api": self.pool.submit(roles.run, "api", self.base, self.token, start, end),
             "handshake": self.pool.submit(
