@@ -161,7 +161,8 @@ def test_a_flood_from_one_address_leaves_other_callers_served(cloud: Cloud) -> N
     # At most ten checked; a 503 (queue full) checked nothing and gives its place back.
     assert statuses[400] <= 10, statuses
     assert set(other) == {200} and other[200] >= 2, other
-    assert login_seconds < 10
+    # Answered (at worst after a few 503s), not stuck: a loose bound, the machine is shared.
+    assert login_seconds < 30
     assert "QueuePool limit" not in cloud.server.log()
 
 
