@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fermion.cloud.credentials import Argon2Busy
 from fermion.cloud.domain.permissions import PermissionDenied
 from fermion.errors import FermionError, KeyFormatError
 
@@ -94,6 +95,20 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(request.url.path, exc.status, exc.message, exc.code, **exc.extra)
+
+    @app.exception_handler(Argon2Busy)
+    async def _busy(request: Request, exc: Argon2Busy) -> JSONResponse:
+        # 503, not 429: the caller did nothing wrong, the server has no room for another
+        # password check right now (OAuth's own code for it is temporarily_unavailable).
+        response = error_response(
+            request.url.path,
+            503,
+            str(exc),
+            "temporarily_unavailable",
+            retry_after=exc.retry_after,
+        )
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(PermissionDenied)
     async def _denied(request: Request, exc: PermissionDenied) -> JSONResponse:

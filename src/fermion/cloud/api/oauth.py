@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fermion.cloud.api.auth import StoreDep, request_id
 from fermion.cloud.api.errors import ApiError
 from fermion.cloud.api.fields import body_fields, text_field
+from fermion.cloud.api.ratelimit import Attempt, LoginRefused
 from fermion.cloud.credentials import hash_token, same_hash, verify_password_async
 from fermion.cloud.store import Store
 from fermion.cloud.store.models import (
@@ -86,13 +88,25 @@ def _expiry(fields: dict[str, Any]) -> tuple[int | None, datetime | None]:
 async def _product_client(
     session: AsyncSession, client_id: str | None, secret: str | None
 ) -> OAuthClient | None:
+    """The client whose id and secret these are, or None; an unknown id costs a verification
+    all the same.
+
+    ``session`` must be a read session: it is closed (its connection given back to the pool)
+    before the argon2 wait, and the caller's next statement on it takes a fresh connection.
+    The client comes back detached, with its columns loaded.
+    """
     if not client_id:
         return None
     client = await session.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
-    if client is None:
-        await verify_password_async(None, secret or "")  # same cost as a real check
-        return None
-    return client if await verify_password_async(client.secret_hash, secret or "") else None
+    # Never hold a pooled connection while waiting for argon2: a flood of logins would drain
+    # the pool for every other request (issue #10, item 3).
+    await session.close()
+    ok = await verify_password_async(client.secret_hash if client else None, secret or "")
+    return client if ok and client is not None else None
+
+
+def _too_many(refused: LoginRefused) -> ApiError:
+    return ApiError(429, str(refused), code="too_many_requests", retry_after=refused.retry_after)
 
 
 @router.post(
@@ -134,14 +148,26 @@ async def create_token(request: Request, store: StoreDep) -> JSONResponse:
         )
     limiter = request.app.state.login_limiter
     address = request.client.host if request.client else "unknown"
-    wait = limiter.retry_after(address)
-    if wait:
-        raise ApiError(
-            429,
-            f"too many failed logins from {address}; try again in {wait} seconds",
-            code="too_many_requests",
-            retry_after=wait,
-        )
+    try:
+        attempt = limiter.begin(address)  # counted from now, before any argon2 check
+    except LoginRefused as refused:
+        raise _too_many(refused) from None
+    outcome: bool | None = None  # None: nothing was checked, the attempt gives its place back
+    try:
+        body = await _grant(request, store, attempt)
+        outcome = True
+    except LoginRefused as refused:
+        raise _too_many(refused) from None
+    except ApiError as exc:
+        if exc.code in ("invalid_grant", "invalid_client"):
+            outcome = False
+        raise
+    finally:
+        attempt.finish(outcome)
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+async def _grant(request: Request, store: Store, attempt: Attempt) -> dict[str, Any]:
     fields = await body_fields(request)
     grant = text_field(fields, "grant_type", max_len=100)
     if grant is None:
@@ -159,14 +185,7 @@ async def create_token(request: Request, store: StoreDep) -> JSONResponse:
             f"grant_type: {grant!r} is not one of password, client_credentials, refresh_token",
         )
     client_id, secret = _client_credentials(request, fields)
-    try:
-        body = await handler(store, fields, client_id, secret, rid)
-    except ApiError as exc:
-        if exc.code in ("invalid_grant", "invalid_client"):
-            limiter.failed(address)
-        raise
-    limiter.succeeded(address)
-    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+    return await handler(store, fields, client_id, secret, rid, attempt)
 
 
 async def _password_grant(
@@ -175,16 +194,18 @@ async def _password_grant(
     client_id: str | None,
     secret: str | None,
     rid: str | None,
+    attempt: Attempt,
 ) -> dict[str, Any]:
     username = text_field(fields, "username", required=True, max_len=254)
     password = text_field(fields, "password", required=True, max_len=1000)
     assert username is not None and password is not None
     expires_in, expires_at = _expiry(fields)
     email = username.strip().lower()
-    # Verification (argon2, slow on purpose) happens in a read session so that it never holds
-    # the write lock; only the mint below writes.
+    # Read what the check needs, give the connection back, verify (argon2, slow on purpose,
+    # holding neither a connection nor the write lock), then a short transaction to mint.
     async with store.read() as session:
-        owner, actor = await _check_login(session, email, password, client_id, secret)
+        login = await _find_login(session, email, client_id, secret)
+    owner, actor = await _check_login(login, password, secret, attempt)
     async with store.write() as session:
         minted = await mint(
             session,
@@ -198,9 +219,20 @@ async def _password_grant(
     return minted.response()
 
 
-async def _check_login(
-    session: AsyncSession, email: str, password: str, client_id: str | None, secret: str | None
-) -> tuple[TokenOwner, str]:
+@dataclass(frozen=True)
+class _Login:
+    """What a password login needs from the store, read before any argon2 check."""
+
+    account: str  # the login limiter's key, named whether or not the account exists
+    password_hash: str | None  # None: no such account (or no password); checked all the same
+    owner: TokenOwner | None
+    actor: str
+    client_secret_hash: str | None = None  # a customer login checks its product client first
+
+
+async def _find_login(
+    session: AsyncSession, email: str, client_id: str | None, secret: str | None
+) -> _Login:
     # A product client's credentials make this a customer login in that product; any other
     # client id (particle, particle-cli, CLI2, user...) logs in a user, as Particle does.
     client = None
@@ -210,30 +242,52 @@ async def _check_login(
                 OAuthClient.client_id == client_id, OAuthClient.product_id.is_not(None)
             )
         )
-        if client is not None and not await verify_password_async(client.secret_hash, secret):
-            raise _oauth_error(401, "invalid_client", "client credentials are invalid")
     if client is not None:
         customer = await session.scalar(
             select(Customer).where(
                 Customer.product_id == client.product_id, func.lower(Customer.email) == email
             )
         )
-        if customer is None or not await verify_password_async(customer.password_hash, password):
-            raise _oauth_error(400, "invalid_grant", "User credentials are invalid")
-        owner = TokenOwner(
-            OwnerKind.CUSTOMER,
-            customer_id=customer.id,
-            oauth_client_id=client.id,
-            product_id=client.product_id,
+        return _Login(
+            account=f"customer:{client.product_id}:{email}",
+            password_hash=customer.password_hash if customer else None,
+            owner=TokenOwner(
+                OwnerKind.CUSTOMER,
+                customer_id=customer.id,
+                oauth_client_id=client.id,
+                product_id=client.product_id,
+            )
+            if customer
+            else None,
+            actor=f"customer:{customer.email if customer else email}@product:{client.product_id}",
+            client_secret_hash=client.secret_hash,
         )
-        actor = f"customer:{customer.email}@product:{client.product_id}"
-    else:
-        user = await session.scalar(select(User).where(func.lower(User.email) == email))
-        if user is None or not await verify_password_async(user.password_hash, password):
-            raise _oauth_error(400, "invalid_grant", "User credentials are invalid")
-        owner = TokenOwner(OwnerKind.USER, user_id=user.id)
-        actor = f"user:{user.email}"
-    return owner, actor
+    user = await session.scalar(select(User).where(func.lower(User.email) == email))
+    return _Login(
+        account=f"user:{email}",
+        password_hash=user.password_hash if user else None,
+        owner=TokenOwner(OwnerKind.USER, user_id=user.id) if user else None,
+        actor=f"user:{user.email if user else email}",
+    )
+
+
+async def _check_login(
+    login: _Login, password: str, secret: str | None, attempt: Attempt
+) -> tuple[TokenOwner, str]:
+    """The token owner when the secrets match. The same verifications whether or not the
+    account exists: an unknown one is verified against the dummy hash, so neither the time
+    nor the work tells them apart (issue #10, item 5)."""
+    # Client secrets are generated (160 bits) and not guessable: they are counted against the
+    # address only, so that nobody can block a product's logins by failing its client.
+    if login.client_secret_hash is not None and not await verify_password_async(
+        login.client_secret_hash, secret or ""
+    ):
+        raise _oauth_error(401, "invalid_client", "client credentials are invalid")
+    attempt.account(login.account)
+    ok = await verify_password_async(login.password_hash, password)
+    if not ok or login.owner is None:
+        raise _oauth_error(400, "invalid_grant", "User credentials are invalid")
+    return login.owner, login.actor
 
 
 async def _client_credentials_grant(
@@ -242,6 +296,7 @@ async def _client_credentials_grant(
     client_id: str | None,
     secret: str | None,
     rid: str | None,
+    attempt: Attempt,
 ) -> dict[str, Any]:
     async with store.read() as session:
         client = await _product_client(session, client_id, secret)
@@ -312,6 +367,7 @@ async def _refresh_grant(
     client_id: str | None,
     secret: str | None,
     rid: str | None,
+    attempt: Attempt,
 ) -> dict[str, Any]:
     token = text_field(fields, "refresh_token", required=True, max_len=200)
     assert token is not None
