@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from fermion import __version__
 from fermion.cloud.api import errors, routers
 from fermion.cloud.api.auth import TokenCache
+from fermion.cloud.api.fields import checked_parameters
 from fermion.cloud.api.middleware import BodyLimit, RequestId
 from fermion.cloud.api.ratelimit import LoginLimiter
 from fermion.cloud.console import install as install_console
@@ -103,6 +104,8 @@ def create_app(
             "endpoints for device key history, presented keys, repair, and the audit log."
         ),
         lifespan=lifespan,
+        # Before any route work, on every route (new ones too): see fields.checked_parameters.
+        dependencies=[Depends(checked_parameters)],
     )
     app.state.settings = settings
     app.state.login_limiter = LoginLimiter()
