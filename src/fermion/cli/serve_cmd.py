@@ -81,6 +81,14 @@ def serve(
         int,
         typer.Option(help="API processes sharing the HTTP port.", min=1),
     ] = 1,
+    metrics_public: Annotated[
+        bool,
+        typer.Option(
+            "--metrics-public",
+            help="Serve GET /metrics to any address without a token (default: loopback only, "
+            "or FERMION_METRICS_TOKEN as a bearer token).",
+        ),
+    ] = False,
 ) -> None:
     """Run the cloud: REST API on HOST:PORT over the store in the data directory."""
     import uvicorn
@@ -95,7 +103,11 @@ def serve(
             "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="fermion-metrics-")
         )
     settings = Settings.from_env(
-        data_dir=data_dir, host=host, port=port, device_host=device_advertise_host
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        device_host=device_advertise_host,
+        metrics_public=metrics_public,
     )
     settings.ensure_data_dir()
     upgrade(settings.database_url)
