@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Depends, FastAPI, Request
 
 from fermion import __version__
+from fermion.cloud import secretbox
 from fermion.cloud.api import errors, routers
 from fermion.cloud.api.auth import TokenCache
 from fermion.cloud.api.errors import forbidden, unauthorized
@@ -114,6 +115,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        secretbox.use_key_file(settings.secret_key_file)
         store = Store(settings.database_url)
         app.state.store = store
         try:

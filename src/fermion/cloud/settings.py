@@ -70,11 +70,23 @@ class Settings:
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    @property
+    def secret_key_file(self) -> Path:
+        """The key secrets are sealed with (``FERMION_SECRET_KEY_FILE`` or the data
+        directory's ``secret.key``): see ``fermion.cloud.secretbox``."""
+        from fermion.cloud import secretbox
+
+        return secretbox.key_file(self.data_dir)
+
     def ensure_data_dir(self) -> None:
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise FermionError(f"{self.data_dir}: cannot create data directory ({exc})") from None
+        from fermion.cloud import secretbox
+
+        # Exported, so that API and device worker processes seal and open with the same key.
+        secretbox.use_key_file(self.secret_key_file, for_children=True)
 
 
 def sqlite_url(path: Path) -> str:

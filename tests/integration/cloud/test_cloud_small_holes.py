@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import socket
 import stat
 from collections.abc import Iterator
@@ -10,6 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 from cloud_harness import Cloud, Server, fresh_database
+from sqlalchemy import text
+
+from fermion.cloud import secretbox
+from fermion.cloud.store import Store
+from fermion.cloud.store.models.cloud import SEALED_PREFIX
 
 
 def test_a_product_the_caller_has_no_standing_in_is_not_found(cloud: Cloud) -> None:
@@ -121,3 +128,71 @@ def test_the_sqlite_file_is_private(tmp_path: Path) -> None:
         assert stat.S_IMODE((tmp_path / "fermion.db").stat().st_mode) == 0o600
     finally:
         srv.stop()
+
+
+def _stored_keys(url: str) -> list[tuple[int, str]]:
+    """The server_keys rows as stored, not through the sealing column type."""
+
+    async def read() -> list[tuple[int, str]]:
+        store = Store(url)
+        try:
+            async with store.read() as session:
+                rows = await session.execute(text("SELECT id, private_pem FROM server_keys"))
+                return [(r[0], r[1]) for r in rows]
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def _store_raw(url: str, key_id: int, value: str) -> None:
+    async def write() -> None:
+        store = Store(url)
+        try:
+            async with store.write() as session:
+                await session.execute(
+                    text("UPDATE server_keys SET private_pem = :v WHERE id = :i"),
+                    {"v": value, "i": key_id},
+                )
+        finally:
+            await store.close()
+
+    asyncio.run(write())
+
+
+def test_server_private_keys_are_sealed_at_rest(backend: str, tmp_path: Path) -> None:
+    url, drop = fresh_database(backend, tmp_path)
+    srv = Server(url, tmp_path, ["--device-port", "0"])
+    key_file = tmp_path / "secret.key"
+    try:
+        srv.start()
+        public = httpx.get(f"{srv.base_url}/v1/server-keys").json()
+        srv.stop()
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        [(key_id, stored)] = _stored_keys(url)
+        assert stored.startswith(SEALED_PREFIX) and "PRIVATE KEY" not in stored
+        blob = base64.b64decode(stored[len(SEALED_PREFIX) :])
+        pem = secretbox.load(key_file, create=False).open(blob, b"server_keys.private_pem")
+        assert pem.startswith(b"-----BEGIN")
+
+        # A row left as plain PEM by an older version is sealed at the next start.
+        _store_raw(url, key_id, pem.decode())
+        srv.start()
+        assert httpx.get(f"{srv.base_url}/v1/server-keys").json() == public
+        srv.stop()
+        [(_, resealed)] = _stored_keys(url)
+        assert resealed.startswith(SEALED_PREFIX) and resealed != stored
+
+        # Another key file: the start fails, naming the file, and nothing is served.
+        good = key_file.read_text()
+        key_file.unlink()
+        with pytest.raises(AssertionError, match="did not start") as failed:
+            srv.start()
+        assert f"{key_file}: holds no key" in str(failed.value)
+        assert "Traceback" not in str(failed.value)
+        key_file.write_text(good)
+        srv.start()
+        assert httpx.get(f"{srv.base_url}/v1/server-keys").json() == public
+    finally:
+        srv.stop()
+        drop()
