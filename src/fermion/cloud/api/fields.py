@@ -220,23 +220,37 @@ def _check_parameter(name: str, raw: str, declared: set[type], in_path: bool) ->
         utc_time(name, value)
 
 
+_Declared = dict[tuple[bool, str], set[type]]
+# By id, keeping the dependant itself so that an id reused by another app's route (tests make
+# many apps in one process) is recognised as not the same route.
+_declared_by_route: dict[int, tuple[Any, _Declared]] = {}
+
+
+def _declared_parameters(dependant: Any) -> _Declared:
+    """(in path?, name) -> the types the route (and its dependencies) declare for it."""
+    declared: _Declared = {}
+    stack = [dependant]
+    while stack:
+        dep = stack.pop()
+        stack.extend(dep.dependencies)
+        for in_path, params in ((True, dep.path_params), (False, dep.query_params)):
+            for field in params:
+                key = (in_path, field.alias)
+                declared[key] = declared.get(key, set()) | _declared(field.field_info.annotation)
+    return declared
+
+
 async def checked_parameters(request: Request) -> None:
     """Every route's path and query parameters checked for hostile input (see the module
     docstring) before the route does any work: an app-wide dependency, so a new route is
     covered without doing anything."""
-    route = request.scope.get("route")
-    dependant = getattr(route, "dependant", None)
-    declared: dict[tuple[bool, str], set[type]] = {}
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    declared: _Declared = {}
     if dependant is not None:
-        stack = [dependant]
-        while stack:
-            dep = stack.pop()
-            stack.extend(dep.dependencies)
-            for in_path, params in ((True, dep.path_params), (False, dep.query_params)):
-                for field in params:
-                    key = (in_path, field.alias)
-                    types_ = _declared(field.field_info.annotation)
-                    declared[key] = declared.get(key, set()) | types_
+        entry = _declared_by_route.get(id(dependant))
+        if entry is None or entry[0] is not dependant:
+            entry = _declared_by_route[id(dependant)] = (dependant, _declared_parameters(dependant))
+        declared = entry[1]
     for name, raw in request.path_params.items():
         if isinstance(raw, str):
             _check_parameter(name, raw, declared.get((True, name), set()), True)
