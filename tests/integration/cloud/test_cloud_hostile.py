@@ -104,6 +104,15 @@ def test_times_out_of_range(cloud: Cloud, owner: dict[str, Any]) -> None:
         for since in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-05:00"):
             _refused(h.get("/v1/audit", params={"since": since}), 400, "since: out of range")
             _refused(h.get("/v1/audit", params={"until": since}), 400, "until: out of range")
+    # The console's audit page passes its filters to /v1/audit: it shows that refusal.
+    cookie = {"Cookie": f"fermion_console={owner['token']}"}
+    for since in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-05:00"):
+        page = httpx.get(
+            f"{cloud.base_url}/console/p/{owner['product']}/audit",
+            params={"since": since},
+            headers=cookie,
+        )
+        assert page.status_code == 400 and "since: out of range" in page.text, page.text[-2000:]
     for expires_at in ("9999-12-31T23:59:59-05:00", "2099-01-01T00:00:00Z"):
         reply = httpx.post(
             f"{cloud.base_url}/oauth/token",
