@@ -81,6 +81,14 @@ def serve(
         int,
         typer.Option(help="API processes sharing the HTTP port.", min=1),
     ] = 1,
+    metrics_public: Annotated[
+        bool,
+        typer.Option(
+            "--metrics-public",
+            help="Serve GET /metrics to any address without a token (default: loopback only, "
+            "or FERMION_METRICS_TOKEN as a bearer token).",
+        ),
+    ] = False,
 ) -> None:
     """Run the cloud: REST API on HOST:PORT over the store in the data directory."""
     import uvicorn
@@ -95,10 +103,15 @@ def serve(
             "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="fermion-metrics-")
         )
     settings = Settings.from_env(
-        data_dir=data_dir, host=host, port=port, device_host=device_advertise_host
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        device_host=device_advertise_host,
+        metrics_public=metrics_public,
     )
     settings.ensure_data_dir()
     upgrade(settings.database_url)
+    _seal_server_keys(settings)
     devices = _device_service(settings, host, device_port, device_workers)
     if not _is_loopback(host):
         console.print(f"[yellow]warning:[/] listening on {host}, reachable from other machines")
@@ -123,6 +136,23 @@ def serve(
         server_header=False,
         proxy_headers=False,
     )
+
+
+def _seal_server_keys(settings: Settings) -> None:
+    """Seal server keys still stored as plain PEM; a wrong key file stops the start here."""
+    from fermion.cloud.serverkeys import seal_plaintext_keys
+    from fermion.cloud.store import Store
+
+    async def seal() -> int:
+        store = Store(settings.database_url)
+        try:
+            return await seal_plaintext_keys(store)
+        finally:
+            await store.close()
+
+    sealed = asyncio.run(seal())
+    if sealed:
+        console.print(f"sealed {sealed} server private key(s) with {settings.secret_key_file}")
 
 
 def _serve_workers(settings: Settings, devices: Any, workers: int) -> None:

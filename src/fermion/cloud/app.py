@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ctypes
+import hmac
+import ipaddress
 import json
 import os
 import signal
@@ -12,11 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 
 from fermion import __version__
+from fermion.cloud import secretbox
 from fermion.cloud.api import errors, routers
 from fermion.cloud.api.auth import TokenCache
+from fermion.cloud.api.errors import forbidden, unauthorized
+from fermion.cloud.api.fields import checked_parameters
 from fermion.cloud.api.middleware import BodyLimit, RequestId
 from fermion.cloud.api.ratelimit import LoginLimiter
 from fermion.cloud.console import install as install_console
@@ -75,6 +80,34 @@ def _end_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+async def metrics_allowed(request: Request) -> None:
+    """``/metrics`` tells device counts and activity: with ``FERMION_METRICS_TOKEN`` set it
+    needs that bearer token from everyone (a local reverse proxy makes every caller look like
+    loopback); without one it is open on loopback only, unless ``--metrics-public``."""
+    settings: Settings = request.app.state.settings
+    if settings.metrics_token:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), settings.metrics_token.encode()
+        ):
+            raise unauthorized("metrics: needs the bearer token FERMION_METRICS_TOKEN names")
+        return
+    client = request.client.host if request.client else ""
+    if settings.metrics_public or _is_loopback(client):
+        return
+    raise forbidden(
+        "metrics: open on loopback only; set FERMION_METRICS_TOKEN (or serve --metrics-public) "
+        "to allow other addresses"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def create_app(
     settings: Settings, devices: DeviceService | DevicesElsewhere | None = None
 ) -> FastAPI:
@@ -82,6 +115,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        secretbox.use_key_file(settings.secret_key_file)
         store = Store(settings.database_url)
         app.state.store = store
         try:
@@ -103,6 +137,8 @@ def create_app(
             "endpoints for device key history, presented keys, repair, and the audit log."
         ),
         lifespan=lifespan,
+        # Before any route work, on every route (new ones too): see fields.checked_parameters.
+        dependencies=[Depends(checked_parameters)],
     )
     app.state.settings = settings
     app.state.login_limiter = LoginLimiter()
@@ -112,7 +148,7 @@ def create_app(
         app.include_router(router)
     from fermion.cloud.devices.http import router as metrics_router
 
-    app.include_router(metrics_router)
+    app.include_router(metrics_router, dependencies=[Depends(metrics_allowed)])
     install_console(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestId)

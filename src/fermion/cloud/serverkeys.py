@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import Text, select, type_coerce, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fermion.cloud.store import Store
 from fermion.cloud.store.audit import record
 from fermion.cloud.store.models import ServerKey, ServerKeyState
+from fermion.cloud.store.models.cloud import SEALED_PREFIX
 from fermion.keys import (
     Algorithm,
     PrivateKey,
@@ -28,6 +29,25 @@ def new_current_row(algorithm: Algorithm, key: PrivateKey) -> ServerKey:
         fingerprint=fingerprint(key).hex,
         state=ServerKeyState.CURRENT,
     )
+
+
+async def seal_plaintext_keys(store: Store) -> int:
+    """Seal the private keys stored as plain PEM (by a version before sealing), and check that
+    the key file opens the sealed ones: a wrong or missing key file fails the start with an
+    error naming it (``SecretBoxError``) instead of failing the first handshake."""
+    raw = type_coerce(ServerKey.private_pem, Text)  # the stored text, not opened
+    async with store.write() as session:
+        rows = (await session.execute(select(ServerKey.id, raw))).all()
+        plain = [(key_id, value) for key_id, value in rows if not value.startswith(SEALED_PREFIX)]
+        for key_id, value in plain:
+            await session.execute(
+                update(ServerKey).where(ServerKey.id == key_id).values(private_pem=value)
+            )
+        if plain:
+            record(session, "system", "server_key.seal", detail={"count": len(plain)})
+    async with store.read() as session:
+        (await session.scalars(select(ServerKey.private_pem))).all()  # opens each, or raises
+    return len(plain)
 
 
 async def current_keys(session: AsyncSession) -> list[ServerKey]:

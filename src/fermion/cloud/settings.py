@@ -4,6 +4,7 @@
 ``FERMION_DATABASE_URL`` names the database (default: a SQLite file in the data directory).
 ``FERMION_DEVICE_HOST`` is the host devices should dial for the device server, when the bind
 address is not it (a wildcard bind, NAT, a DNS name); ``GET /v1/server-keys`` advertises it.
+``FERMION_METRICS_TOKEN`` is the bearer token ``GET /metrics`` then requires.
 The server listens on loopback unless told otherwise: exposing it is a decision, not a default.
 """
 
@@ -32,6 +33,10 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     # Host devices dial for the device server; None: the API's own host.
     device_host: str | None = None
+    # ``GET /metrics``: with a token, only with ``Authorization: Bearer <token>`` (from any
+    # address); without one, from loopback only unless ``metrics_public``.
+    metrics_token: str | None = None
+    metrics_public: bool = False
 
     @classmethod
     def from_env(
@@ -41,6 +46,7 @@ class Settings:
         port: int | None = None,
         environ: dict[str, str] | None = None,
         device_host: str | None = None,
+        metrics_public: bool = False,
     ) -> Settings:
         env = os.environ if environ is None else environ
         if data_dir is None:
@@ -53,6 +59,8 @@ class Settings:
             host=host or DEFAULT_HOST,
             port=DEFAULT_PORT if port is None else port,
             device_host=device_host or env.get("FERMION_DEVICE_HOST") or None,
+            metrics_token=env.get("FERMION_METRICS_TOKEN") or None,
+            metrics_public=metrics_public,
         )
 
     def with_(self, **changes: object) -> Settings:
@@ -62,11 +70,23 @@ class Settings:
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    @property
+    def secret_key_file(self) -> Path:
+        """The key secrets are sealed with (``FERMION_SECRET_KEY_FILE`` or the data
+        directory's ``secret.key``): see ``fermion.cloud.secretbox``."""
+        from fermion.cloud import secretbox
+
+        return secretbox.key_file(self.data_dir)
+
     def ensure_data_dir(self) -> None:
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise FermionError(f"{self.data_dir}: cannot create data directory ({exc})") from None
+        from fermion.cloud import secretbox
+
+        # Exported, so that API and device worker processes seal and open with the same key.
+        secretbox.use_key_file(self.secret_key_file, for_children=True)
 
 
 def sqlite_url(path: Path) -> str:

@@ -25,8 +25,19 @@ def test_no_secret_in_logs(cloud: Cloud) -> None:
     httpx.get(f"{cloud.base_url}/v1/devices?access_token={token}&x=1")
     httpx.post(f"{cloud.base_url}/v1/devices", data={"id": "zz", "access_token": token})
     httpx.post(f"{cloud.base_url}/oauth/token?password={password}", data={"grant_type": "x"})
+    # A name spelled with escapes is the same name to the API, which accepts the token...
+    encoded = cloud.token_for(email)
+    for name in ("access%5Ftoken", "%61ccess_token", "ACCESS_TOKEN"):
+        reply = httpx.get(f"{cloud.base_url}/v1/user?x=1&{name}={encoded}")
+        assert reply.status_code == (401 if name == "ACCESS_TOKEN" else 200), (name, reply.text)
+    # ...and particle-cli's revoke sends the token in the path.
+    revoked = cloud.token_for(email)
+    reply = httpx.delete(f"{cloud.base_url}/v1/access_tokens/{revoked}")
+    assert reply.status_code == 200, reply.text
     log = cloud.server.log()
     assert "/v1/user" in log  # the access log is on...
-    for secret_value in (password, token, refresh, secret):
+    for secret_value in (password, token, refresh, secret, encoded, revoked):
         assert secret_value not in log  # ...and holds none of these
     assert "access_token=[redacted]" in log
+    assert "access%5Ftoken=[redacted]" in log
+    assert "/v1/access_tokens/[redacted]" in log

@@ -1,4 +1,5 @@
-"""Every caller x every product action over real HTTP: who is let through, who gets a 403.
+"""Every caller x every product action over real HTTP: who is let through, who gets a 403
+(a caller with no standing in the product, a 404 as for an unknown product).
 
 The expectations are written out from Particle's product permission matrix (team-access-controls)
 rather than read from our permission table, so the table itself is under test too. A refused
@@ -194,6 +195,10 @@ ACTIONS: dict[str, tuple[set[str], Call]] = {
 }
 
 
+# Callers with no standing at all in the product: they get the 404 of an unknown product.
+NO_STANDING = {"outsider", "foreign_client", "foreign_customer"}
+
+
 @pytest.mark.parametrize("action", list(ACTIONS))
 def test_every_caller(world: World, action: str) -> None:
     allowed, call = ACTIONS[action]
@@ -206,11 +211,16 @@ def test_every_caller(world: World, action: str) -> None:
         if who in allowed:
             if not 200 <= reply.status_code < 300:
                 wrong.append(f"{who}: expected success, got {reply.status_code} {reply.text}")
+        elif who in NO_STANDING:
+            # No standing in the product: answered as an unknown product would be, so that
+            # a refusal does not tell which products exist.
+            if reply.status_code != 404 or "not found" not in reply.json().get("error", ""):
+                wrong.append(f"{who}: expected 404, got {reply.status_code} {reply.text}")
         elif reply.status_code != 403:
             wrong.append(f"{who}: expected 403, got {reply.status_code} {reply.text}")
         elif reply.json().get("ok") is not False or not reply.json().get("error"):
             wrong.append(f"{who}: 403 not in Particle's shape: {reply.text}")
-        elif reply.headers.get("x-test-audit-grew"):
+        if who not in allowed and reply.headers.get("x-test-audit-grew"):
             wrong.append(f"{who}: refused, yet the audit trail grew")
     assert not wrong, "\n".join(wrong)
 
@@ -228,7 +238,7 @@ class _Snapshotting:
         def go(*args: Any, **kwargs: Any) -> httpx.Response:
             before = self._w.audit_count()
             reply = real(*args, **kwargs)
-            if reply.status_code == 403 and self._w.audit_count() != before:
+            if reply.status_code in (403, 404) and self._w.audit_count() != before:
                 reply.headers["x-test-audit-grew"] = "1"
             return reply
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fermion.cloud.api.auth import StoreDep, request_id
 from fermion.cloud.api.errors import ApiError
-from fermion.cloud.api.fields import body_fields, text_field
+from fermion.cloud.api.fields import body_fields, parse_time, text_field
 from fermion.cloud.api.ratelimit import Attempt, LoginRefused
 from fermion.cloud.credentials import hash_token, same_hash, verify_password_async
 from fermion.cloud.store import Store
@@ -74,13 +74,15 @@ def _expiry(fields: dict[str, Any]) -> tuple[int | None, datetime | None]:
     raw_at = text_field(fields, "expires_at", max_len=40)
     expires_at: datetime | None = None
     if raw_at is not None:
-        try:
-            expires_at = datetime.fromisoformat(raw_at.replace("Z", "+00:00"))
-        except ValueError:
-            expires_at = None
-        if expires_at is None or expires_at.tzinfo is None or expires_at <= utcnow():
+        # The same cap as expires_in: a far-off expires_at must not make a 10-year-plus token.
+        expires_at = parse_time("expires_at", raw_at)
+        now = utcnow()
+        if not now < expires_at <= now + timedelta(seconds=MAX_EXPIRES_IN):
             raise _oauth_error(
-                400, "invalid_request", "expires_at: must be a future ISO 8601 time with a zone"
+                400,
+                "invalid_request",
+                "expires_at: must be a future ISO 8601 time with a zone, "
+                f"at most {MAX_EXPIRES_IN} seconds (10 years) from now",
             )
     return expires_in, expires_at
 

@@ -47,13 +47,24 @@ async def find_product(session: AsyncSession, ref: str) -> Product:
     return product
 
 
+def check_in_product(
+    product: Product, ref: str, actor: Actor | None, action: Action, also: Actor | None = None
+) -> None:
+    """``permissions.check`` for a product route. Someone with no standing at all in the
+    product gets the 404 an unknown product gets, so that a refusal does not tell outsiders
+    which products exist; anyone with a standing gets the 403 naming the role needed."""
+    if actor is None and also is None:
+        raise not_found(f"product {ref!r} not found")
+    check(actor, action, product.slug, also=also)
+
+
 async def standing(
     session: AsyncSession, caller: Caller, ref: str, action: Action, *, also: Actor | None = None
 ) -> Standing:
     """The product ``ref`` names and the caller's standing in it, checked against ``action``."""
     product = await find_product(session, ref)
     actor = await actor_in_product(session, caller, product.id)
-    check(actor, action, product.slug, also=also)
+    check_in_product(product, ref, actor, action, also)
     return Standing(product, actor, caller.label, caller=caller)
 
 
@@ -67,9 +78,10 @@ async def token_or_client(request: Request, session: AsyncSession, ref: str) -> 
             raise unauthorized()
         request.state.caller = caller
         product = await find_product(session, ref)
-        return Standing(
-            product, await actor_in_product(session, caller, product.id), caller.label, caller
-        )
+        actor = await actor_in_product(session, caller, product.id)
+        if actor is None:
+            raise not_found(f"product {ref!r} not found")  # as check_in_product
+        return Standing(product, actor, caller.label, caller)
     client_id, secret = _client_credentials(request, await body_fields(request))
     if not client_id:
         raise unauthorized("The access token was not found.")
@@ -78,7 +90,7 @@ async def token_or_client(request: Request, session: AsyncSession, ref: str) -> 
         raise ApiError(401, "client credentials are invalid", code="invalid_client")
     product = await find_product(session, ref)
     if client.product_id != product.id:
-        raise forbidden(f"client {client.client_id} does not belong to product {product.slug}")
+        raise not_found(f"product {ref!r} not found")  # no standing in it: as check_in_product
     label = f"client:{client.client_id}@product:{product.id}"
     return Standing(product, Principal.PRODUCT_CLIENT, label, client=client)
 

@@ -18,6 +18,7 @@ from fermion.cloud.api.errors import bad_request
 from fermion.cloud.api.fields import body_fields, text_field
 from fermion.cloud.api.product_access import (
     Standing,
+    check_in_product,
     device_id_of,
     find_product,
     paging,
@@ -27,7 +28,7 @@ from fermion.cloud.api.product_access import (
     total_pages,
 )
 from fermion.cloud.api.views import device_json, iso
-from fermion.cloud.domain.permissions import Action, Principal, check
+from fermion.cloud.domain.permissions import Action, Principal
 from fermion.cloud.domain.platforms import BY_ID
 from fermion.cloud.store.audit import record
 from fermion.cloud.store.models import (
@@ -397,7 +398,7 @@ async def _device_standing(
         )
         if owner is not None and owner == caller.user_id:
             also = Principal.DEVICE_OWNER
-    check(actor, action, found.slug, also=also)
+    check_in_product(found, product, actor, action, also)
     st = Standing(found, actor, caller.label, caller=caller)
     return st, await product_device(session, st, device_id, for_update=for_update)
 

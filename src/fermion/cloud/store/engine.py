@@ -12,9 +12,12 @@ lock instead of one per request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import event
@@ -45,6 +48,22 @@ def _inline_sqlite(url: str, kwargs: dict[str, Any]) -> bool:
     """Whether ``make_engine`` runs this SQLite database on the loop's thread."""
     database = make_url(url).database
     return bool(database) and database != ":memory:" and "async_creator" not in kwargs
+
+
+def private_sqlite_file(url: str) -> None:
+    """The SQLite file of ``url`` readable by its owner only (0600), made so before SQLite
+    first creates it: it holds every token hash, password hash and key. SQLite gives its
+    ``-wal`` and ``-shm`` files the database file's mode; files left by an older version are
+    tightened here too."""
+    database = make_url(url).database if url.startswith("sqlite") else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:

@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
-from fermion.cloud.store.engine import make_engine
+from fermion.cloud.store.engine import make_engine, private_sqlite_file
 from fermion.errors import FermionError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -29,6 +29,7 @@ def alembic_config(url: str) -> Config:
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` to ``revision``. Blocking; runs its own event loop."""
     try:
+        private_sqlite_file(url)
         command.upgrade(alembic_config(url), revision)
     except (OSError, ConnectionError) as exc:
         raise FermionError(f"database: cannot connect to migrate it ({exc})") from None

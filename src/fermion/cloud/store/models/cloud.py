@@ -2,14 +2,46 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy import JSON, Index, Integer, LargeBinary, String, Text, TypeDecorator, text
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 
+from fermion.cloud import secretbox
 from fermion.cloud.store.models.base import Base, UTCDateTime, utcnow
+
+SEALED_PREFIX = "fsb1:"
+
+
+class SealedText(TypeDecorator[str]):
+    """Text sealed by ``fermion.cloud.secretbox`` on the way in and opened on the way out,
+    so that every reader (the API, the device server) sees plaintext and the database holds
+    none. ``purpose`` is the AAD: a blob copied to another sealed column does not open there.
+    A row still holding plaintext (written before sealing existed) reads as it is, and
+    ``serverkeys.seal_plaintext_keys`` seals it at start."""
+
+    impl = Text
+    cache_ok = True
+
+    def __init__(self, purpose: str) -> None:
+        super().__init__()
+        self.purpose = purpose
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None or value.startswith(SEALED_PREFIX):
+            return value
+        blob = secretbox.seal(value.encode(), self.purpose.encode())
+        return SEALED_PREFIX + base64.b64encode(blob).decode()
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        if not isinstance(value, str) or not value.startswith(SEALED_PREFIX):
+            return value
+        blob = base64.b64decode(value[len(SEALED_PREFIX) :])
+        return secretbox.open(blob, self.purpose.encode()).decode()
 
 
 class ServerKeyState(StrEnum):
@@ -33,7 +65,7 @@ class ServerKey(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     algorithm: Mapped[str] = mapped_column(String(3))
-    private_pem: Mapped[str] = mapped_column(Text)
+    private_pem: Mapped[str] = mapped_column(SealedText("server_keys.private_pem"))
     public_der: Mapped[bytes] = mapped_column(LargeBinary)
     fingerprint: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16), default=ServerKeyState.CURRENT)
