@@ -62,6 +62,9 @@ class Device(Base):
     )
     name: Mapped[str | None] = mapped_column(String(200))
     notes: Mapped[str | None] = mapped_column(Text)
+    # When the current owner (user or customer) got the device: a non-team caller's view of
+    # its audit trail starts here, so a next owner never reads the previous one's history.
+    owner_since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     online: Mapped[bool] = mapped_column(Boolean, default=False)
     last_handshake_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_ip_address: Mapped[str | None] = mapped_column(String(64))
