@@ -10,15 +10,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from cloud_harness import Cloud, new_device_id
 from sqlalchemy import select
 
-from fermion.cloud import admin
+from fermion.cloud import admin, claimcodes
+from fermion.cloud.credentials import hash_token
 from fermion.cloud.store import Store
-from fermion.cloud.store.models import AuditEvent, Device
+from fermion.cloud.store.models import AuditEvent, ClaimCode, Device, utcnow
 
 
 @pytest.fixture(scope="module")
@@ -338,3 +340,80 @@ def test_the_next_holder_sees_neither_the_previous_trail_nor_notes(
     cleared = [e.action for e in _events(cloud, x) if (e.detail or {}).get("notes") == "cleared"]
     # (the team's unclaim, the customer's unclaim on removal, the import into beta)
     assert cleared == ["device.unclaim", "device.unclaim", "device.import"]
+
+
+# --- 6. claim codes -----------------------------------------------------------------------------
+
+
+def _redeem(cloud: Cloud, device_id: str, code: str, later: timedelta | None = None) -> Any:
+    """What the device server does when a connected device presents its claim code."""
+
+    async def go(store: Store) -> Any:
+        async with store.write() as session:
+            now = utcnow() + later if later is not None else None
+            return await claimcodes.redeem(session, device_id, code, now=now)
+
+    return cloud.run(go)
+
+
+def test_a_users_claim_code_claims_once_and_is_stored_hashed(cloud: Cloud) -> None:
+    email, user = cloud.user_token()
+    mine, released, other = new_device_id(), new_device_id(), new_device_id()
+    assert cloud.provision(user, mine).status_code == 200
+    _, someone = cloud.user_token()
+    for x in (released, other):
+        assert cloud.provision(someone, x).status_code == 200
+        with cloud.http(someone) as h:
+            h.delete(f"/v1/devices/{x}")
+    with cloud.http(user) as h:
+        reply = h.post("/v1/device_claims", data={})
+    assert reply.status_code == 200, reply.text
+    code = reply.json()["claim_code"]
+    assert reply.json()["device_ids"] == [mine] and 0 < len(code) <= 63
+
+    async def stored(store: Store) -> list[tuple[str, ...]]:
+        async with store.read() as session:
+            rows = (await session.execute(select(ClaimCode.code_hash))).all()
+            return [tuple(r) for r in rows]
+
+    assert (hash_token(code),) in cloud.run(stored)
+    assert code not in str(cloud.run(stored))
+    assert _redeem(cloud, released, code + "x") is None
+    assert _redeem(cloud, released, code, later=timedelta(hours=2)) is None  # expired
+    assert _redeem(cloud, released, code).owner == f"user:{email}"
+    assert _redeem(cloud, other, code) is None  # single use
+    with cloud.http(user) as h:
+        assert h.get(f"/v1/devices/{released}").json()["owner"] == email
+        trail = h.get("/v1/audit", params={"device_id": released}).json()["events"]
+    assert [e["action"] for e in trail][:1] == ["device.claim"]
+    assert trail[0]["detail"]["via"] == "claim_code"
+    assert _device(cloud, other).owner_user_id is None
+
+
+def test_a_products_claim_code_is_a_customers(cloud: Cloud, alpha: dict[str, Any]) -> None:
+    pid = alpha["pid"]
+    shopper = cloud.customer(pid)
+    path = f"/v1/products/{pid}/device_claims"
+    with cloud.http(alpha["product_token"]) as h:
+        missing = h.post(path, data={})
+        named = h.post(path, data={"customer": shopper})
+    assert missing.status_code == 400 and missing.json()["error"].startswith("customer:")
+    assert named.status_code == 200 and named.json()["device_ids"] == []
+    with cloud.http(alpha["dev"]) as h:
+        team = h.post(path, data={})
+    assert team.status_code == 403 and "customer token" in team.json()["error"]
+    with cloud.http(cloud.customer_token(alpha["client"], shopper)) as h:
+        own = h.post(path, data={})
+    assert own.status_code == 200
+    inside, outside = new_device_id(), new_device_id()
+    with cloud.http(alpha["dev"]) as h:
+        h.post(f"/v1/products/{pid}/devices", json={"id": inside})
+    _, someone = cloud.user_token()
+    assert cloud.provision(someone, outside).status_code == 200
+    with cloud.http(someone) as h:
+        h.delete(f"/v1/devices/{outside}")
+    assert _redeem(cloud, outside, own.json()["claim_code"]) is None  # not the product's device
+    assert _redeem(cloud, inside, named.json()["claim_code"]).owner.startswith(
+        f"customer:{shopper}"
+    )
+    assert _device(cloud, outside).owner_customer_id is None
