@@ -8,13 +8,14 @@ victim can see, and that the rightful party still has a way.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from cloud_harness import Cloud, new_device_id
+from cloud_harness import PASSWORD, Cloud, new_device_id
 from sqlalchemy import select
 
 from fermion.cloud import admin, claimcodes
@@ -417,3 +418,37 @@ def test_a_products_claim_code_is_a_customers(cloud: Cloud, alpha: dict[str, Any
         f"customer:{shopper}"
     )
     assert _device(cloud, outside).owner_customer_id is None
+
+
+def test_the_console_device_page_shows_the_new_owner_none_of_the_past(cloud: Cloud) -> None:
+    _, first = cloud.user_token()
+    x = new_device_id()
+    assert cloud.provision(first, x).status_code == 200
+    with cloud.http(first) as h:
+        h.put(f"/v1/devices/{x}", json={"notes": "customer site: 12 Secret Road"})
+        h.delete(f"/v1/devices/{x}")
+    second = cloud.user(password=PASSWORD)
+    cloud.set_online(x)
+    assert _claim(cloud, cloud.token_for(second), x).json()["claimed"] is True
+    # The console's cookies are Secure (browsers keep them on loopback; httpx does not), so
+    # they are carried by hand.
+    with cloud.http() as h:
+        form = h.get("/console/login")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert csrf is not None
+        login_cookie = form.cookies.get("fermion_console_login")
+        logged_in = h.post(
+            "/console/login",
+            data={"username": second, "password": PASSWORD, "csrf_token": csrf.group(1)},
+            headers={"Cookie": f"fermion_console_login={login_cookie}"},
+        )
+        assert logged_in.status_code == 303, logged_in.text
+        session = logged_in.cookies.get("fermion_console")
+        h.cookies.clear()
+        page = h.get(f"/console/devices/{x}", headers={"Cookie": f"fermion_console={session}"})
+    assert page.status_code == 200, page.text
+    events = page.text[page.text.index('<ul class="events">') :]
+    events = events[: events.index("</ul>")]
+    assert f"device.claim by user:{second}" in events
+    assert "key.upload" not in events and "device.unclaim" not in events
+    assert "Secret Road" not in page.text

@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 
 from fermion.cloud.api.access import load_authorized
-from fermion.cloud.api.auth import CallerDep, StoreDep, actor_in_product
+from fermion.cloud.api.auth import Caller, CallerDep, StoreDep, actor_in_product
 from fermion.cloud.api.errors import not_found
 from fermion.cloud.api.views import audit_json
 from fermion.cloud.domain.permissions import PERMISSIONS, Action, Role, check
@@ -55,11 +55,7 @@ async def audit_log(
             stmt = stmt.where(AuditEvent.product_id == product.id)
         if device_id is not None:
             row = await load_authorized(session, caller, device_id, Action.AUDIT_VIEW)
-            stmt = stmt.where(
-                AuditEvent.device_id == row.device.id,
-                # What the caller did themselves is theirs whoever holds the device now.
-                or_(_era(row.device), AuditEvent.actor == caller.label),
-            )
+            stmt = stmt.where(device_trail(row.device, caller))
         if product_id is None and device_id is None:
             stmt = stmt.where(_visible(caller))
         if actor is not None:
@@ -103,6 +99,15 @@ def _visible(caller: Any) -> Any:
         AuditEvent.actor == caller.label,
         AuditEvent.product_id.in_(products),
         owned_since_then,
+    )
+
+
+def device_trail(device: Device, caller: Caller) -> Any:
+    """The condition for ``device``'s events that ``caller`` (who passed AUDIT_VIEW on it) may
+    read: its current holder's era, and what the caller did themselves, whoever holds it now."""
+    return and_(
+        AuditEvent.device_id == device.id,
+        or_(_era(device), AuditEvent.actor == caller.label),
     )
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fermion.cloud.api.access import standing
+from fermion.cloud.api.audit import device_trail
 from fermion.cloud.api.auth import Caller
 from fermion.cloud.api.views import fp
 from fermion.cloud.console.fleet import HEALTH, LABELS, Health, HealthLabel, platform_name
@@ -192,7 +193,7 @@ async def load_device_view(session: AsyncSession, caller: Caller, row: DeviceRow
         view.events = list(
             await session.scalars(
                 select(AuditEvent)
-                .where(AuditEvent.device_id == device.id)
+                .where(device_trail(device, caller))  # not the previous owners' history
                 .order_by(AuditEvent.id.desc())
                 .limit(RECENT)
             )
