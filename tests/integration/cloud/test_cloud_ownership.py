@@ -21,7 +21,7 @@ from sqlalchemy import select
 from fermion.cloud import admin, claimcodes
 from fermion.cloud.credentials import hash_token
 from fermion.cloud.store import Store
-from fermion.cloud.store.models import AuditEvent, ClaimCode, Device, utcnow
+from fermion.cloud.store.models import AuditEvent, ClaimCode, Device, HandshakeOutcome, utcnow
 
 
 @pytest.fixture(scope="module")
@@ -427,6 +427,12 @@ def test_the_console_device_page_shows_the_new_owner_none_of_the_past(cloud: Clo
     with cloud.http(first) as h:
         h.put(f"/v1/devices/{x}", json={"notes": "customer site: 12 Secret Road"})
         h.delete(f"/v1/devices/{x}")
+
+    async def connected_before(store: Store) -> None:
+        async with store.write() as session:
+            session.add(HandshakeOutcome(device_id=x, remote_address="198.51.100.7", outcome="ok"))
+
+    cloud.run(connected_before)
     second = cloud.user(password=PASSWORD)
     cloud.set_online(x)
     assert _claim(cloud, cloud.token_for(second), x).json()["claimed"] is True
@@ -451,4 +457,4 @@ def test_the_console_device_page_shows_the_new_owner_none_of_the_past(cloud: Clo
     events = events[: events.index("</ul>")]
     assert f"device.claim by user:{second}" in events
     assert "key.upload" not in events and "device.unclaim" not in events
-    assert "Secret Road" not in page.text
+    assert "Secret Road" not in page.text and "198.51.100.7" not in page.text

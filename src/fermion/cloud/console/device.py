@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fermion.cloud.api.access import standing
@@ -184,7 +184,11 @@ async def load_device_view(session: AsyncSession, caller: Caller, row: DeviceRow
     view.outcomes = list(
         await session.scalars(
             select(HandshakeOutcome)
-            .where(HandshakeOutcome.device_id == device.id)
+            .where(
+                HandshakeOutcome.device_id == device.id,
+                # Where a personal device connected from before its owner got it is not theirs.
+                HandshakeOutcome.at >= device.owner_since if device.product_id is None else true(),
+            )
             .order_by(HandshakeOutcome.at.desc(), HandshakeOutcome.id.desc())
             .limit(RECENT)
         )
