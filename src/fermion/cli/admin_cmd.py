@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -117,3 +118,46 @@ def create_customer(
 
     customer = run_on_store(data_dir, admin.create_customer, product, email, password)
     typer.echo(f"created customer {customer.email} in product {product}")
+
+
+@app.command("assign-device")
+def assign_device(
+    device: str,
+    product: Annotated[
+        str | None, typer.Option(help="Move it into this product (id or slug).")
+    ] = None,
+    no_product: Annotated[
+        bool, typer.Option("--no-product", help="Take it out of any product.")
+    ] = False,
+    owner: Annotated[str | None, typer.Option(help="Give it to this user (email).")] = None,
+    release: Annotated[bool, typer.Option("--release", help="Leave it owned by nobody.")] = False,
+    reason: Annotated[
+        str | None, typer.Option(help="Why, for the audit trail (e.g. a support ticket).")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Move a device between products and owners, bypassing their consent; audited.
+
+    The way back when the API rightly refuses: a device id squatted by someone's key upload,
+    a personal device its owner wants in a product but cannot import. The product's team then
+    uploads the device's real key (keys send --product_id).
+    """
+    from fermion.cloud import admin
+    from fermion.errors import FermionError
+
+    if product is not None and no_product:
+        raise FermionError("--product and --no-product: give one")
+    if owner is not None and release:
+        raise FermionError("--owner and --release: give one")
+    product_ref: str | admin.Keep | None = None if no_product else (product or admin.KEEP)
+    owner_email: str | admin.Keep | None = None if release else (owner or admin.KEEP)
+
+    op = functools.partial(
+        admin.assign_device, product_ref=product_ref, owner_email=owner_email, reason=reason
+    )
+    result = run_on_store(data_dir, op, device)
+    before, after = result["before"], result["after"]
+    if not result["changed"]:
+        typer.echo(f"device {device.lower()}: unchanged ({after})")
+        return
+    typer.echo(f"device {device.lower()}: {before} -> {after}")

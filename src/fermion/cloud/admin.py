@@ -8,23 +8,29 @@ from __future__ import annotations
 
 import re
 import secrets
+from enum import Enum
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fermion.cloud.api.product_access import device_id_of
 from fermion.cloud.credentials import hash_password, new_token
 from fermion.cloud.domain.permissions import Role
 from fermion.cloud.domain.platforms import platform as parse_platform
+from fermion.cloud.ownership import change_owner, clear_notes
 from fermion.cloud.store import Store
 from fermion.cloud.store.audit import record
 from fermion.cloud.store.models import (
     ClientType,
     Customer,
+    Device,
     OAuthClient,
     Product,
     TeamMembership,
     User,
+    utcnow,
 )
 from fermion.cloud.store.queries import product_by_id_or_slug
 from fermion.errors import FermionError
@@ -191,3 +197,101 @@ async def create_customer(
     except IntegrityError:
         raise FermionError(f"email: customer {email} already exists in {product_ref}") from None
     return customer
+
+
+class Keep(Enum):
+    """``assign_device``: leave this (product or owner) as it is."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+async def assign_device(
+    store: Store,
+    device_ref: str,
+    *,
+    product_ref: str | Keep | None = KEEP,
+    owner_email: str | Keep | None = KEEP,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """Move a device into a product (``product_ref=None``: out of any) and/or give it to a user
+    (``owner_email=None``: to nobody), as the cloud administrator; audited.
+
+    The way back for a rightful party the API must refuse: a device someone squatted by
+    uploading a key for its id first, or a personal device wanted in a product whose owner
+    cannot import it. What is given changes, the rest is kept. Returns before and after.
+    """
+    device_id = device_id_of(device_ref)
+    if device_id is None:
+        raise FermionError(f"device: {device_ref!r} is not a device id (24 hex digits)")
+    if product_ref is KEEP and owner_email is KEEP:
+        raise FermionError("device: give --product, --no-product, --owner or --release")
+    async with store.write() as session:
+        device = await session.get(Device, device_id, with_for_update=True)
+        if device is None:
+            raise FermionError(f"device: {device_id} not found")
+        before = await _holder(session, device)
+        product_id = device.product_id
+        if product_ref is None:
+            product_id = None
+        elif not isinstance(product_ref, Keep):
+            product = await product_by_id_or_slug(session, product_ref)
+            if product is None:
+                raise FermionError(f"product: {product_ref} not found")
+            if product.platform_id != device.platform_id:
+                raise FermionError(
+                    f"product: {product.slug} is for platform {product.platform_id}; "
+                    f"device {device_id} is platform {device.platform_id}"
+                )
+            product_id = product.id
+        user_id, customer_id = device.owner_user_id, device.owner_customer_id
+        if owner_email is None:
+            user_id, customer_id = None, None
+        elif not isinstance(owner_email, Keep):
+            user_id = (await _user(session, check_email(owner_email, "owner"))).id
+            customer_id = None
+        elif customer_id is not None and product_id != device.product_id:
+            raise FermionError(
+                f"device: {device_id} is claimed by a customer of product {device.product_id}, "
+                "who cannot own it elsewhere; add --release or --owner"
+            )
+        now = utcnow()
+        detail: dict[str, Any] = {}
+        if product_id != device.product_id:
+            device.product_id = product_id
+            device.updated_at = now
+            if clear_notes(device):
+                detail["notes"] = "cleared"  # they belong to the product or owner it left
+        _, released = change_owner(device, user_id=user_id, customer_id=customer_id, now=now)
+        detail.update(released)
+        await session.flush()
+        after = await _holder(session, device)
+        if after == before:
+            return {"before": before, "after": after, "changed": False}
+        record(
+            session,
+            ADMIN_ACTOR,
+            "device.assign",
+            device_id=device_id,
+            # Named in the product it joins, else the one it left: that team sees the event.
+            product_id=product_id if product_id is not None else before["product_id"],
+            at=now,
+            detail={"before": before, "after": after, "reason": reason, **detail},
+        )
+    return {"before": before, "after": after, "changed": True}
+
+
+async def _holder(session: AsyncSession, device: Device) -> dict[str, Any]:
+    """Who holds ``device``: its product id and its owner, named as the audit trail does."""
+    owner = None
+    if device.owner_user_id is not None:
+        email = await session.scalar(select(User.email).where(User.id == device.owner_user_id))
+        owner = f"user:{email}"
+    elif device.owner_customer_id is not None:
+        email = await session.scalar(
+            select(Customer.email).where(Customer.id == device.owner_customer_id)
+        )
+        owner = f"customer:{email}"
+    return {"product_id": device.product_id, "owner": owner}

@@ -22,11 +22,11 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from fermion.cloud import admin
 from fermion.cloud.store import Store
-from fermion.cloud.store.models import KeyCandidate, OwnerKind, User
+from fermion.cloud.store.models import Device, KeyCandidate, OwnerKind, User
 from fermion.cloud.tokens import TokenOwner, mint
 from fermion.keys import Algorithm, generate_device_key, load_key, public_key_der, public_key_pem
 
@@ -301,6 +301,18 @@ class Cloud:
                 return row.id
 
         return self.run(add)
+
+    def set_online(self, device_id: str, online: bool = True) -> None:
+        """Mark the device connected (or not), as the device server records a handshake: claiming
+        by id needs the device online, and these servers run no device port."""
+
+        async def mark(store: Store) -> None:
+            async with store.write() as session:
+                await session.execute(
+                    update(Device).where(Device.id == device_id).values(online=online)
+                )
+
+        self.run(mark)
 
     def provision(
         self,

@@ -22,6 +22,8 @@ def test_schema_lists_fermion_endpoints(cloud: Cloud) -> None:
         "/v1/devices/{device_id}/keys/candidates/{candidate_id}/approve",
         "/v1/devices/{device_id}/keys/repair",
         "/v1/provisioning/{device_id}",
+        "/v1/device_claims",
+        "/v1/products/{product}/device_claims",
         "/oauth/token",
     ):
         assert path in paths

@@ -12,6 +12,7 @@ _MODULES = (
     "tokens",
     "user",
     "devices",
+    "device_claims",
     "provisioning",
     "keys",
     "audit",

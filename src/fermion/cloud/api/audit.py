@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 
 from fermion.cloud.api.access import load_authorized
-from fermion.cloud.api.auth import CallerDep, StoreDep, actor_in_product
+from fermion.cloud.api.auth import Caller, CallerDep, StoreDep, actor_in_product
 from fermion.cloud.api.errors import not_found
 from fermion.cloud.api.views import audit_json
 from fermion.cloud.domain.permissions import PERMISSIONS, Action, Role, check
@@ -26,7 +26,9 @@ _AUDIT_ROLES = [r.value for r in PERMISSIONS[Action.AUDIT_VIEW] if isinstance(r,
     summary="Audit events, newest first",
     description=(
         "Without filters: events the caller caused, events of products where the caller may "
-        "view the audit log, and events of devices the caller owns."
+        "view the audit log, and events of devices the caller owns since they got them. With "
+        "`device_id`: a product device's events in its product (for its team), a device in no "
+        "product's events since its owner got it."
     ),
 )
 async def audit_log(
@@ -53,7 +55,7 @@ async def audit_log(
             stmt = stmt.where(AuditEvent.product_id == product.id)
         if device_id is not None:
             row = await load_authorized(session, caller, device_id, Action.AUDIT_VIEW)
-            stmt = stmt.where(AuditEvent.device_id == row.device.id)
+            stmt = stmt.where(device_trail(row.device, caller))
         if product_id is None and device_id is None:
             stmt = stmt.where(_visible(caller))
         if actor is not None:
@@ -84,9 +86,36 @@ def _visible(caller: Any) -> Any:
     products = select(TeamMembership.product_id).where(
         TeamMembership.user_id == caller.user_id, TeamMembership.role.in_(_AUDIT_ROLES)
     )
-    owned = select(Device.id).where(Device.owner_user_id == caller.user_id)
+    owned_since_then = (
+        select(Device.id)
+        .where(
+            Device.id == AuditEvent.device_id,
+            Device.owner_user_id == caller.user_id,
+            AuditEvent.at >= Device.owner_since,
+        )
+        .exists()
+    )
     return or_(
         AuditEvent.actor == caller.label,
         AuditEvent.product_id.in_(products),
-        AuditEvent.device_id.in_(owned),
+        owned_since_then,
     )
+
+
+def device_trail(device: Device, caller: Caller) -> Any:
+    """The condition for ``device``'s events that ``caller`` (who passed AUDIT_VIEW on it) may
+    read: its current holder's era, and what the caller did themselves, whoever holds it now."""
+    return and_(
+        AuditEvent.device_id == device.id,
+        or_(_era(device), AuditEvent.actor == caller.label),
+    )
+
+
+def _era(device: Device) -> Any:
+    """The part of a device's trail its current holder may read: history belongs to the owner
+    it happened under. A product device's trail, for its team (only they pass AUDIT_VIEW on
+    it), is what happened in that product; a device in no product, for its owner (the only
+    one with a say), is what happened since they got it."""
+    if device.product_id is not None:
+        return AuditEvent.product_id == device.product_id
+    return AuditEvent.at >= device.owner_since

@@ -269,15 +269,24 @@ async def delete_customer(
             request_id=rid,
             product_id=st.product.id,
         )
-        released = (
-            await session.scalars(
-                update(Device)
+        # Their devices change hands: owner_since moves on and notes go (see ownership).
+        owned = (
+            await session.execute(
+                select(Device.id, Device.notes)
                 .where(Device.owner_customer_id == customer.id)
-                .values(owner_customer_id=None, updated_at=utcnow())
-                .returning(Device.id)
+                .order_by(Device.id)
+                .with_for_update()
             )
         ).all()
-        for device_id in released:
+        released = [device_id for device_id, _ in owned]
+        now = utcnow()
+        if released:
+            await session.execute(
+                update(Device)
+                .where(Device.id.in_(released))
+                .values(owner_customer_id=None, owner_since=now, notes=None, updated_at=now)
+            )
+        for device_id, notes in owned:
             record(
                 session,
                 st.label,
@@ -285,7 +294,12 @@ async def delete_customer(
                 device_id=device_id,
                 product_id=st.product.id,
                 request_id=rid,
-                detail={"owner": f"customer:{customer.email}", "reason": "customer deleted"},
+                at=now,
+                detail={
+                    "owner": f"customer:{customer.email}",
+                    "reason": "customer deleted",
+                    **({"notes": "cleared"} if notes else {}),
+                },
             )
         record(
             session,

@@ -5,15 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from fermion.cloud.api.access import authorize_with_role, device_id_param, load_authorized
-from fermion.cloud.api.auth import CallerDep, StoreDep, actor_in_product, request_id
+from fermion.cloud.api.auth import Caller, CallerDep, StoreDep, actor_in_product, request_id
 from fermion.cloud.api.errors import ApiError, bad_request, not_found
 from fermion.cloud.api.fields import body_fields, text_field
 from fermion.cloud.api.views import device_json, iso
 from fermion.cloud.domain.permissions import Action, check
+from fermion.cloud.ownership import change_owner
 from fermion.cloud.store.audit import record
-from fermion.cloud.store.models import Device, OwnerKind, utcnow
+from fermion.cloud.store.models import ClientType, Device, OAuthClient, OwnerKind, utcnow
 from fermion.cloud.store.queries import device_and_role, device_list, device_row
 
 router = APIRouter(tags=["devices"])
@@ -89,7 +92,17 @@ def _someone_else() -> ApiError:
     return ApiError(403, BELONGS_TO_SOMEONE_ELSE, errors=[BELONGS_TO_SOMEONE_ELSE])
 
 
-@router.post("/v1/devices", summary="Claim a device", openapi_extra=_ID_FORM)
+@router.post(
+    "/v1/devices",
+    summary="Claim a device",
+    description=(
+        "Claims a device nobody owns. As at Particle, the device must be connected now, "
+        "except for the product acting on its own device: a team member allowed to claim in "
+        "the device's product (Developer or above), or a customer token the product minted "
+        "(by its team, its product token, or one of its two-legged server clients)."
+    ),
+    openapi_extra=_ID_FORM,
+)
 async def claim_device(request: Request, caller: CallerDep, store: StoreDep) -> dict[str, Any]:
     fields = await body_fields(request)
     raw = text_field(fields, "id", required=True, max_len=100)
@@ -106,6 +119,7 @@ async def claim_device(request: Request, caller: CallerDep, store: StoreDep) -> 
                 "a product token cannot claim a device; claim it with a customer token "
                 "(POST /oauth/token grant_type=client_credentials scope=customer=<email>)",
             )
+        product_acting = False
         if caller.kind is OwnerKind.CUSTOMER:
             if device.product_id != caller.product_id:
                 raise not_found("device not found")
@@ -113,7 +127,8 @@ async def claim_device(request: Request, caller: CallerDep, store: StoreDep) -> 
                 return _claimed(device_id)
             if device.owner_customer_id is not None or device.owner_user_id is not None:
                 raise _someone_else()
-            device.owner_customer_id = caller.customer_id
+            product_acting = await _minted_by_the_product(session, caller)
+            new_owner = {"customer_id": caller.customer_id}
         else:
             if device.owner_user_id == caller.user_id:
                 return _claimed(device_id)
@@ -124,8 +139,11 @@ async def claim_device(request: Request, caller: CallerDep, store: StoreDep) -> 
                 if actor is None:
                     raise not_found("device not found")
                 check(actor, Action.DEVICE_CLAIM, device.product_id)
-            device.owner_user_id = caller.user_id
-        device.updated_at = utcnow()
+                product_acting = True
+            new_owner = {"user_id": caller.user_id}
+        if not product_acting and not device.online:
+            raise _not_connected(device_id)
+        now, released = change_owner(device, **new_owner)
         record(
             session,
             caller.label,
@@ -133,9 +151,41 @@ async def claim_device(request: Request, caller: CallerDep, store: StoreDep) -> 
             device_id=device_id,
             product_id=device.product_id,
             request_id=request_id(request),
-            detail={"owner": caller.email, "owner_kind": caller.kind.value},
+            at=now,
+            detail={"owner": caller.email, "owner_kind": caller.kind.value, **released},
         )
     return _claimed(device_id)
+
+
+NOT_CONNECTED = "The device must be online to be claimed."
+
+
+def _not_connected(device_id: str) -> ApiError:
+    # Knowing a device id proves nothing: claiming by id needs the device connected now, as at
+    # Particle, so whoever claims it is near it (or the product's team claims it).
+    return ApiError(
+        403,
+        f"id: device {device_id} is not connected; a device is claimed by id only while it is "
+        "online. Connect it to this cloud and claim it again (its product's team, Developer "
+        "or above, may claim it offline).",
+        errors=[NOT_CONNECTED],
+    )
+
+
+async def _minted_by_the_product(session: AsyncSession, caller: Caller) -> bool:
+    """Whether a customer token was minted by the product acting for its customer: by its team
+    or product token (``POST /v1/products/:p/customers``: no client) or by one of its
+    two-legged (server) clients, whose secret never leaves the product's servers. A token from
+    an installed or web client (a customer logging in through an app, whose client secret ships
+    with the app) proves nothing more than the customer's word."""
+    if caller.oauth_client_id is None:
+        return True
+    kind = await session.scalar(
+        select(OAuthClient.type).where(
+            OAuthClient.id == caller.oauth_client_id, OAuthClient.product_id == caller.product_id
+        )
+    )
+    return kind == ClientType.SERVER
 
 
 def _claimed(device_id: str) -> dict[str, Any]:
@@ -154,9 +204,7 @@ async def unclaim_device(
         if device.owner_user_id is None and device.owner_customer_id is None:
             return {"ok": True}
         previous = row.owner_email
-        device.owner_user_id = None
-        device.owner_customer_id = None
-        device.updated_at = utcnow()
+        now, released = change_owner(device)
         record(
             session,
             caller.label,
@@ -164,7 +212,8 @@ async def unclaim_device(
             device_id=device.id,
             product_id=device.product_id,
             request_id=request_id(request),
-            detail={"previous_owner": previous},
+            at=now,
+            detail={"previous_owner": previous, **released},
         )
     return {"ok": True}
 

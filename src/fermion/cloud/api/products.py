@@ -30,6 +30,7 @@ from fermion.cloud.api.product_access import (
 from fermion.cloud.api.views import device_json, iso
 from fermion.cloud.domain.permissions import Action, Principal
 from fermion.cloud.domain.platforms import BY_ID
+from fermion.cloud.ownership import change_owner, clear_notes
 from fermion.cloud.store.audit import record
 from fermion.cloud.store.models import (
     Customer,
@@ -263,7 +264,10 @@ async def _requested_ids(fields: dict[str, Any]) -> list[str]:
     description=(
         "A device id Fermion has never seen is created in the product. A device already in "
         "another product is reported in `nonmemberDeviceIds`, one whose platform differs from "
-        "the product's, or a string that is not a 24-hex-digit device id, in `invalidDeviceIds`."
+        "the product's, or a string that is not a 24-hex-digit device id, in `invalidDeviceIds`. "
+        "A device someone owns outside any product joins only when its owner imports it "
+        "(`protectedDeviceIds` otherwise, nothing changed); `claim_user` claims devices nobody "
+        "owns and never replaces an owner."
     ),
     openapi_extra=_body_doc(
         {
@@ -328,9 +332,17 @@ async def import_devices(
             elif device.platform_id != st.product.platform_id:
                 result["invalidDeviceIds"].append(device_id)
                 continue
+            elif not _owner_consents(caller, device):
+                # Someone owns it outside any product: only its owner brings it into one (or
+                # a cloud administrator, `fermion admin assign-device`).
+                result["protectedDeviceIds"].append(device_id)
+                continue
             else:
                 device.product_id = st.product.id
                 device.updated_at = now
+            detail: dict[str, Any] = {}
+            if clear_notes(device):
+                detail["notes"] = "cleared"  # they were written outside this product
             result["updatedDeviceIds"].append(device_id)
             record(
                 session,
@@ -339,11 +351,16 @@ async def import_devices(
                 device_id=device_id,
                 product_id=st.product.id,
                 request_id=rid,
+                at=now,
+                detail=detail or None,
             )
-            if claim_user_id is not None and device.owner_user_id != claim_user_id:
-                before = device.owner_user_id
-                device.owner_user_id = claim_user_id
-                device.owner_customer_id = None
+            # claim_user claims a device nobody owns; it never replaces an owner.
+            if (
+                claim_user_id is not None
+                and device.owner_user_id is None
+                and device.owner_customer_id is None
+            ):
+                _, claimed = change_owner(device, user_id=claim_user_id, now=now)
                 record(
                     session,
                     st.label,
@@ -351,9 +368,18 @@ async def import_devices(
                     device_id=device_id,
                     product_id=st.product.id,
                     request_id=rid,
-                    detail={"owner": f"user:{claim_user}", "previous_user_id": before},
+                    at=now,
+                    detail={"owner": f"user:{claim_user}", **claimed},
                 )
     return {"updated": len(result["updatedDeviceIds"]), **result}
+
+
+def _owner_consents(caller: Caller, device: Device) -> bool:
+    """Whether a device outside any product may join the caller's product: nobody owns it,
+    or the caller is its owner (who also holds DEVICE_ADD there, checked before)."""
+    if device.owner_user_id is None and device.owner_customer_id is None:
+        return True
+    return caller.is_user and device.owner_user_id == caller.user_id
 
 
 async def _claim_user(session: AsyncSession, st: Standing, email: str | None) -> int | None:
@@ -478,8 +504,10 @@ async def remove_product_device(
             session, caller, product, device_id, Action.DEVICE_REMOVE, for_update=True
         )
         device = row.device
+        now = utcnow()
         if device.owner_customer_id is not None:
             # A customer exists only inside its product: out of the product, it cannot own it.
+            _, released = change_owner(device, user_id=device.owner_user_id, now=now)
             record(
                 session,
                 st.label,
@@ -487,11 +515,18 @@ async def remove_product_device(
                 device_id=device.id,
                 product_id=st.product.id,
                 request_id=rid,
-                detail={"owner": f"customer:{row.customer_email}", "reason": "removed"},
+                at=now,
+                detail={
+                    "owner": f"customer:{row.customer_email}",
+                    "reason": "removed",
+                    **released,
+                },
             )
-            device.owner_customer_id = None
+        detail: dict[str, Any] = {}
+        if clear_notes(device):
+            detail["notes"] = "cleared"  # the product's notes stay with the product
         device.product_id = None
-        device.updated_at = utcnow()
+        device.updated_at = now
         record(
             session,
             st.label,
@@ -499,6 +534,8 @@ async def remove_product_device(
             device_id=device.id,
             product_id=st.product.id,
             request_id=rid,
+            at=now,
+            detail=detail or None,
         )
     return Response(status_code=204)
 
@@ -521,9 +558,7 @@ async def unclaim_product_device(
                 if device.owner_customer_id is not None
                 else f"user:{row.owner_email}"
             )
-            device.owner_user_id = None
-            device.owner_customer_id = None
-            device.updated_at = utcnow()
+            now, released = change_owner(device)
             record(
                 session,
                 st.label,
@@ -531,6 +566,7 @@ async def unclaim_product_device(
                 device_id=device.id,
                 product_id=st.product.id,
                 request_id=request_id(request),
-                detail={"owner": owner},
+                at=now,
+                detail={"owner": owner, **released},
             )
     return {"ok": True}

@@ -266,16 +266,33 @@ async def _create_device(
     return values["product_id"]
 
 
+def _not_in_product(caller: Caller, device: _Device, product_id: int) -> str:
+    """Why an upload naming a product is refused, and the rightful party's way forward."""
+    where = f"product {device.product_id}" if device.product_id else "no product"
+    text = f"product_id: device {device.id} is in {where}, not product {product_id}"
+    if device.product_id is not None:
+        return text
+    if caller.is_user and device.owner_user_id == caller.user_id:
+        return (
+            f"{text}; it is yours: import it first (POST /v1/products/{product_id}/devices "
+            f"id={device.id}), then send the key again"
+        )
+    # Someone else created it first, e.g. by uploading a key for an id they do not hold. Only
+    # the cloud's administrator moves it: neither party's word proves who holds the device.
+    return (
+        f"{text}, and someone else holds it. If it is your product's device, ask this cloud's "
+        f"administrator to run `fermion admin assign-device {device.id} --product {product_id} "
+        "--release` (audited), then send the key again"
+    )
+
+
 async def _may_upload(tx: Runner, caller: Caller, device: _Device, product_ref: str | None) -> None:
     if product_ref is not None and product_ref.strip() != str(device.product_id):
         product = await product_ids_by_ref(tx, product_ref)
         if product is None:
             raise not_found(f"product_id: product {product_ref} not found")
         if device.product_id != product[0]:
-            where = f"product {device.product_id}" if device.product_id else "no product"
-            raise bad_request(
-                f"product_id: device {device.id} is in {where}, not product {product[0]}"
-            )
+            raise bad_request(_not_in_product(caller, device, product[0]))
     in_product = (
         actor_from_role(caller, device.product_id, device.role)
         if device.product_id is not None

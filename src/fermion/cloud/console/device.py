@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fermion.cloud.api.access import standing
+from fermion.cloud.api.audit import device_trail
 from fermion.cloud.api.auth import Caller
 from fermion.cloud.api.views import candidate_addresses, candidate_summary, fp
 from fermion.cloud.console.fleet import HEALTH, LABELS, Health, HealthLabel, platform_name
@@ -195,7 +196,11 @@ async def load_device_view(session: AsyncSession, caller: Caller, row: DeviceRow
     view.outcomes = list(
         await session.scalars(
             select(HandshakeOutcome)
-            .where(HandshakeOutcome.device_id == device.id)
+            .where(
+                HandshakeOutcome.device_id == device.id,
+                # Where a personal device connected from before its owner got it is not theirs.
+                HandshakeOutcome.at >= device.owner_since if device.product_id is None else true(),
+            )
             .order_by(HandshakeOutcome.at.desc(), HandshakeOutcome.id.desc())
             .limit(RECENT)
         )
@@ -204,7 +209,7 @@ async def load_device_view(session: AsyncSession, caller: Caller, row: DeviceRow
         view.events = list(
             await session.scalars(
                 select(AuditEvent)
-                .where(AuditEvent.device_id == device.id)
+                .where(device_trail(device, caller))  # not the previous owners' history
                 .order_by(AuditEvent.id.desc())
                 .limit(RECENT)
             )

@@ -4,6 +4,7 @@ from fermion.cloud.store.models.base import Base, UTCDateTime, utcnow
 from fermion.cloud.store.models.cloud import AuditEvent, ServerKey, ServerKeyState
 from fermion.cloud.store.models.devices import (
     CandidateStatus,
+    ClaimCode,
     Device,
     DeviceKey,
     HandshakeOutcome,
@@ -26,6 +27,7 @@ __all__ = [
     "AuditEvent",
     "Base",
     "CandidateStatus",
+    "ClaimCode",
     "ClientType",
     "Customer",
     "Device",

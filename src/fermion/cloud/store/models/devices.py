@@ -65,6 +65,9 @@ class Device(Base):
     )
     name: Mapped[str | None] = mapped_column(String(200))
     notes: Mapped[str | None] = mapped_column(Text)
+    # When the current owner (user or customer) got the device: a non-team caller's view of
+    # its audit trail starts here, so a next owner never reads the previous one's history.
+    owner_since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     online: Mapped[bool] = mapped_column(Boolean, default=False)
     last_handshake_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_ip_address: Mapped[str | None] = mapped_column(String(64))
@@ -139,3 +142,26 @@ class HandshakeOutcome(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     fingerprint: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class ClaimCode(Base):
+    """A claim code (``POST /v1/device_claims``): whoever holds it and the device claims the
+    device for the code's owner. Only its SHA-256 is stored; single use, short-lived."""
+
+    __tablename__ = "claim_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    # A product's code is its customer's (deleting the customer revokes its codes).
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    product_id: Mapped[int | None] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    created_by: Mapped[str] = mapped_column(String(300))  # an actor label
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    device_id: Mapped[str | None] = mapped_column(String(24))  # the device that presented it
