@@ -7,7 +7,7 @@ candidates_dropped``: presented keys not kept because the device already had its
 few); ``key_candidates.new_address``: one of them was never used by the device.
 
 Revision ID: 0004_candidates
-Revises: 0002
+Revises: 0003_ownership
 Create Date: 2026-12-02 17:40:00
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_candidates"
-down_revision = "0002"
+down_revision = "0003_ownership"
 branch_labels = None
 depends_on = None
 
