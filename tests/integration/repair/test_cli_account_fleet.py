@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import time
 
 import pytest
 from repair_harness import PASSWORD, Cloud
@@ -67,7 +68,19 @@ def test_devices_claim_rename_list_unclaim(cloud: Cloud) -> None:
     assert ids[0] in table  # ids are never cut in the table
     cloud.cli("device", "unclaim", *ids, profile=who)
     assert cloud.cli("device", "list", "--json", profile=who).json == []
-    cloud.cli("device", "claim", *ids, profile=who)
+    # As at Particle, a device is claimed by id only while it is connected.
+    r = cloud.cli("device", "claim", ids[0], profile=who, ok=False)
+    assert r.code == 1 and "is not connected" in r.err, r.err
+    if not cloud.device_port:
+        return
+    cloud.run_devices(*ids)
+    deadline = time.monotonic() + 90
+    while True:
+        r = cloud.cli("device", "claim", *ids, profile=who, ok=False)
+        if r.code == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert r.code == 0, r.err
     assert len(cloud.cli("device", "list", "--json", profile=who).json) == 3
 
 
