@@ -37,6 +37,14 @@ def test_a_product_the_caller_has_no_standing_in_is_not_found(cloud: Cloud) -> N
                     k: v.replace("no-such-product-here", ref) if isinstance(v, str) else v
                     for k, v in unknown.json().items()
                 }, path
+        unknown = h.get("/v1/audit", params={"product_id": "no-such-product-here"})
+        assert unknown.status_code == 404, unknown.text
+        for ref in (slug, str(product)):
+            reply = h.get("/v1/audit", params={"product_id": ref})
+            assert reply.status_code == 404, reply.text
+            assert reply.json()["error"] == unknown.json()["error"].replace(
+                "no-such-product-here", ref
+            )
 
 
 def _outward_address() -> str | None:

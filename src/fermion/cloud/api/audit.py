@@ -49,9 +49,11 @@ async def audit_log(
             product = await product_by_id_or_slug(session, product_id)
             if product is None:
                 raise not_found(f"product_id: product {product_id} not found")
-            check(
-                await actor_in_product(session, caller, product.id), Action.AUDIT_VIEW, product.id
-            )
+            # An outsider gets the unknown product's 404: a refusal must not tell which exist.
+            member = await actor_in_product(session, caller, product.id)
+            if member is None:
+                raise not_found(f"product_id: product {product_id} not found")
+            check(member, Action.AUDIT_VIEW, product.id)
             stmt = stmt.where(AuditEvent.product_id == product.id)
         if device_id is not None:
             row = await load_authorized(session, caller, device_id, Action.AUDIT_VIEW)
