@@ -381,6 +381,10 @@ def write_claim_code(flash: Flash, code: str) -> None:
     flash.write_region(CLAIM_CODE.offset, _pad(encoded, CLAIM_CODE, "claim code", fill=0))
 
 
+def clear_claim_code(flash: Flash) -> None:
+    flash.write_region(CLAIM_CODE.offset, bytes(CLAIM_CODE.size))
+
+
 def read_claimed(flash: Flash) -> bool:
     return flash.read_region(CLAIMED.offset, 1)[0] == CLAIMED_YES
 

@@ -46,12 +46,21 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fermion.aio import cancel_and_wait
 from fermion.device import builtin, keymonitor
 from fermion.device.boot import analyse, boot
-from fermion.device.dct import is_erased_slot, read_private_key_slot
+from fermion.device.dct import (
+    clear_claim_code,
+    is_erased_slot,
+    read_claim_code,
+    read_claimed,
+    read_private_key_slot,
+    write_claimed,
+)
 from fermion.device.store import SimDevice, now_iso
 from fermion.errors import DeviceError, FermionError
 from fermion.keys.serverfile import Transport
 from fermion.protocol import NEED_DATA, Failure, ProtocolError, coap
 from fermion.protocol.connection import (
+    CLAIM_CODE_EVENT,
+    KEY_ERROR_EVENT,
     AckReceived,
     Closed,
     Connected,
@@ -74,7 +83,6 @@ LED_SERVER_KEY = "orange blink"
 LED_CONNECTING = "fast cyan"
 LED_DEAD = "off (dim blue D7)"
 
-KEY_ERROR_EVENT = "spark/device/key/error"
 SYSTEM_VERSION = 5004  # what a Device OS 5.0.x Hello carries (reference §5)
 
 
@@ -106,6 +114,9 @@ class FlashState:
     host: str
     port: int
     key_errors: int
+    # Sent once as ``spark/device/claim/code`` after the handshake, then cleared (Device OS
+    # does the same); None when there is none or the device counts itself claimed.
+    claim_code: str | None = None
 
 
 def is_loopback(host: str) -> bool:
@@ -172,6 +183,7 @@ def read_flash(device: SimDevice) -> FlashState:
         host=address.host,
         port=address.port or transport.default_port,
         key_errors=int(report.key_errors),
+        claim_code=None if read_claimed(image) else read_claim_code(image),
     )
 
 
@@ -507,6 +519,18 @@ class _Session:
         self._flush()
         return new_deadline
 
+    def _forget_claim_code(self) -> None:
+        """The code was sent: clear it and mark the device claimed, without the flash change
+        counting as one made from outside (which would reset the device)."""
+        runner = self.runner
+        with contextlib.suppress(FermionError, OSError):
+            image = runner.device.load_image()
+            clear_claim_code(image)
+            write_claimed(image, True)
+            runner.device.save_image(image)
+            runner._signature = _flash_signature(runner.device)
+        self.flash.claim_code = None
+
     def _on_connected(self) -> None:
         runner = self.runner
         self.was_connected = True
@@ -523,6 +547,9 @@ class _Session:
         conn.subscribe("spark")
         if self.flash.key_errors:
             conn.publish(KEY_ERROR_EVENT, str(self.flash.key_errors).encode(), private=True)
+        if self.flash.claim_code:
+            conn.publish(CLAIM_CODE_EVENT, self.flash.claim_code.encode(), private=True)
+            self._forget_claim_code()
         self._flush()
         with contextlib.suppress(FermionError, OSError):
             # A store that cannot be written must not drop a working connection.

@@ -76,6 +76,12 @@ class DescribeReceived:
     payload: bytes
 
 
+# Events Device OS itself publishes after the handshake, which the cloud acts on: how many key
+# errors the device saw since its last connection, and the claim code it was given at setup.
+KEY_ERROR_EVENT = "spark/device/key/error"
+CLAIM_CODE_EVENT = "spark/device/claim/code"
+
+
 @dataclass(frozen=True)
 class EventPublished:
     """An event from the peer (device publish, or a subscribed event the server forwards)."""

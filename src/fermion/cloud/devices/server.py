@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_private_key
 
 from fermion.aio import cancel_and_wait
+from fermion.cloud import claimcodes
 from fermion.cloud.devices import keywatch, metrics, registry
 from fermion.cloud.devices.limits import DeviceServerConfig, FailureLimiter, HandshakeShares
 from fermion.cloud.store import Store
@@ -46,6 +47,8 @@ from fermion.errors import FermionError
 from fermion.keys import fingerprint_der
 from fermion.protocol import NEED_DATA, Failure, Outcome
 from fermion.protocol.connection import (
+    CLAIM_CODE_EVENT,
+    KEY_ERROR_EVENT,
     Closed,
     DescribeReceived,
     EventPublished,
@@ -55,8 +58,6 @@ from fermion.protocol.connection import (
 from fermion.protocol.handshake import DEVICE_RSA_BITS, DeviceIdentified
 
 log = logging.getLogger("fermion.devices")
-
-KEY_ERROR_EVENT = "spark/device/key/error"
 
 
 @dataclass
@@ -161,6 +162,7 @@ class DeviceServer:
         self.housekeeping = Housekeeping()
         self._server: asyncio.AbstractServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._claims: set[asyncio.Task[None]] = set()  # held so they are not collected early
         self._unsubscribe: Any = None
         self._key_versions = registry.KeyVersionCursor(0)
         self.port: int | None = None
@@ -242,6 +244,26 @@ class DeviceServer:
         entry = _CachedKey(record.key_fingerprint, record.key_der)
         self._key_cache[device_id] = entry
         return entry
+
+    def redeem_claim_code(self, device_id: str, data: bytes) -> None:
+        """A connected device presented the claim code it was given at setup: claim it for the
+        code's owner (``claimcodes.redeem`` says when a code applies), off the read path."""
+        code = data.split(b"\x00", 1)[0].decode("ascii", errors="replace").strip()
+        task = asyncio.get_running_loop().create_task(self._redeem(device_id, code))
+        self._claims.add(task)
+        task.add_done_callback(self._claims.discard)
+
+    async def _redeem(self, device_id: str, code: str) -> None:
+        try:
+            async with self.store.write() as session:
+                done = await claimcodes.redeem(session, device_id, code)
+        except Exception as exc:  # a store hiccup must not drop a working session
+            log.warning("device %s: redeeming its claim code failed: %s", device_id, exc)
+            return
+        if done is None:
+            log.info("device %s presented a claim code that claims nothing", device_id)
+        else:
+            log.info("device %s claimed with a claim code", device_id)
 
     def keys_changed(self, device_ids: set[str]) -> None:
         """A device's key changed: forget it, and drop its session if it now holds a key the
@@ -558,6 +580,8 @@ class _Link(asyncio.Protocol):
                 if event.name == KEY_ERROR_EVENT:
                     self.server.tally.key_error_events += 1
                     log.info("device %s reports key errors %r", self.device_id, event.data[:16])
+                elif event.name == CLAIM_CODE_EVENT and self.online:
+                    self.server.redeem_claim_code(self.device_id, event.data)
         return True
 
     async def _identify(self, event: DeviceIdentified) -> None:
