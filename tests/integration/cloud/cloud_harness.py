@@ -15,7 +15,8 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +30,8 @@ from fermion.cloud.store import Store
 from fermion.cloud.store.models import Device, KeyCandidate, OwnerKind, User
 from fermion.cloud.tokens import TokenOwner, mint
 from fermion.keys import Algorithm, generate_device_key, load_key, public_key_der, public_key_pem
+from fermion.protocol import NEED_DATA, coap
+from fermion.protocol.connection import Connected, DeviceConnection
 
 PG_ENV = "FERMION_TEST_POSTGRES_URL"
 PASSWORD = "correct-horse-battery"
@@ -333,3 +336,60 @@ class Cloud:
             data["product_id"] = str(product_id)
         with self.http(token) as h:
             return h.post(f"/v1/provisioning/{device_id}", data=data)
+
+
+@contextmanager
+def running_server(
+    backend: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    extra_args: list[str] | None = None,
+) -> Iterator[Server]:
+    """A module's ``fermion serve`` on a fresh database of ``backend``, stopped and dropped
+    after; ``extra_args`` for the modules that need a device port, workers and the like."""
+    tmp = tmp_path_factory.mktemp(f"{name}-{backend}")
+    url, drop = fresh_database(backend, tmp)
+    srv = Server(url, tmp, extra_args)
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.stop()
+        drop()
+
+
+async def device_handshake(
+    port: int,
+    device_key: Any,
+    device_id: str,
+    server_key: Any,
+    source: str = "127.0.0.1",
+    on_connected: Callable[[DeviceConnection], None] | None = None,
+    hold: Callable[[], Awaitable[None]] | None = None,
+) -> bool:
+    """A device's full TCP handshake from ``source``: True when the server answered the Hello
+    (online). Then what ``on_connected`` queues on the connection (a publish, say) is sent, and
+    the connection stays open until ``hold`` returns."""
+    conn = DeviceConnection(device_key, bytes.fromhex(device_id), server_key, coap.Hello())
+    async with asyncio.timeout(60):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+        try:
+            while True:
+                try:
+                    data = await reader.read(4096)
+                except ConnectionResetError:
+                    data = b""
+                conn.receive_data(data)
+                while (event := conn.next_event()) is not NEED_DATA:
+                    if isinstance(event, Connected):
+                        if on_connected is not None:
+                            on_connected(conn)
+                            writer.write(conn.data_to_send())
+                        if hold is not None:
+                            await hold()
+                        return True
+                writer.write(conn.data_to_send())
+                if not data or conn.closed:
+                    return False
+        finally:
+            writer.close()

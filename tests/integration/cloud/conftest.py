@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cloud_harness import BACKENDS, Cloud, Server, fresh_database
+from cloud_harness import BACKENDS, Cloud, Server, running_server
 
 HERE = Path(__file__).parent
 
@@ -24,15 +24,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp(f"cloud-{backend}")
-    url, drop = fresh_database(backend, tmp)
-    srv = Server(url, tmp)
-    try:
-        srv.start()
+    with running_server(backend, tmp_path_factory, "cloud") as srv:
         yield srv
-    finally:
-        srv.stop()
-        drop()
 
 
 @pytest.fixture(scope="module")

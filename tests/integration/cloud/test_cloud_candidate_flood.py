@@ -9,11 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cloud_harness import Cloud, Server, free_port, fresh_database, new_device_id
+from cloud_harness import Cloud, Server, device_handshake, free_port, new_device_id, running_server
 
 from fermion.keys import Algorithm, generate_device_key, load_key, public_key_pem
-from fermion.protocol import NEED_DATA, coap
-from fermion.protocol.connection import Connected, DeviceConnection
 
 PENDING_KEPT = 5  # DeviceServerConfig.max_pending_candidates
 
@@ -27,39 +25,10 @@ def device_port() -> int:
 def server(
     backend: str, device_port: int, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp(f"candidates-{backend}")
-    url, drop = fresh_database(backend, tmp)
-    srv = Server(url, tmp, ["--device-port", str(device_port)])
-    try:
-        srv.start()
+    with running_server(
+        backend, tmp_path_factory, "candidates", ["--device-port", str(device_port)]
+    ) as srv:
         yield srv
-    finally:
-        srv.stop()
-        drop()
-
-
-async def handshake(
-    port: int, device_key: Any, device_id: str, server_key: Any, source: str
-) -> bool:
-    """A full handshake from ``source``; True when the server answered the Hello (online)."""
-    conn = DeviceConnection(device_key, bytes.fromhex(device_id), server_key, coap.Hello())
-    async with asyncio.timeout(60):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
-        try:
-            while True:
-                try:
-                    data = await reader.read(4096)
-                except ConnectionResetError:
-                    data = b""
-                conn.receive_data(data)
-                while (event := conn.next_event()) is not NEED_DATA:
-                    if isinstance(event, Connected):
-                        return True
-                writer.write(conn.data_to_send())
-                if not data or conn.closed:
-                    return False
-        finally:
-            writer.close()
 
 
 def wait_until(check: Any, what: str, timeout: float = 60) -> Any:
@@ -85,7 +54,9 @@ def test_a_flood_of_proven_keys_is_bounded_flagged_and_cleared_by_the_device(
         keys = h.get("/v1/server-keys").json()["keys"]
     server_key = load_key(keys[0]["public_key"].encode()).public
     # The device is at home (127.0.0.1) with its key: that address is now one it used.
-    assert asyncio.run(handshake(device_port, device_key, device_id, server_key, "127.0.0.1"))
+    assert asyncio.run(
+        device_handshake(device_port, device_key, device_id, server_key, "127.0.0.1")
+    )
 
     def listing() -> dict[str, Any]:
         with cloud.http(token) as h:
@@ -96,7 +67,7 @@ def test_a_flood_of_proven_keys_is_bounded_flagged_and_cleared_by_the_device(
     # 40 handshakes with 40 keys the attacker holds, from 40 addresses of another network.
     async def flood() -> list[bool]:
         return [
-            await handshake(
+            await device_handshake(
                 device_port,
                 generate_device_key(Algorithm.RSA),
                 device_id,
@@ -137,7 +108,9 @@ def test_a_flood_of_proven_keys_is_bounded_flagged_and_cleared_by_the_device(
     # The device itself, re-keyed, from the address it used: it outranks every key presented
     # from elsewhere, so the attacker's keys cannot push it out.
     new_key = generate_device_key(Algorithm.RSA)
-    assert not asyncio.run(handshake(device_port, new_key, device_id, server_key, "127.0.0.1"))
+    assert not asyncio.run(
+        device_handshake(device_port, new_key, device_id, server_key, "127.0.0.1")
+    )
     body = wait_until(
         lambda: (b := listing())["summary"]["dropped"] == 40 - PENDING_KEPT + 1 and b,
         "the oldest attacker key dropped for the device's own",
@@ -145,7 +118,7 @@ def test_a_flood_of_proven_keys_is_bounded_flagged_and_cleared_by_the_device(
     own = [c for c in body["candidates"] if c["addresses"] == ["127.0.0.1"]]
     assert len(own) == 1 and own[0]["status"] == "pending" and not own[0]["new_address"]
     more = generate_device_key(Algorithm.RSA)
-    assert not asyncio.run(handshake(device_port, more, device_id, server_key, "127.9.9.9"))
+    assert not asyncio.run(device_handshake(device_port, more, device_id, server_key, "127.9.9.9"))
     body = wait_until(
         lambda: (b := listing())["summary"]["dropped"] == 40 - PENDING_KEPT + 2 and b,
         "one more attacker key counted",
@@ -155,7 +128,9 @@ def test_a_flood_of_proven_keys_is_bounded_flagged_and_cleared_by_the_device(
     )
 
     # The device comes back with its current key: the alarm is over, nothing is deleted.
-    assert asyncio.run(handshake(device_port, device_key, device_id, server_key, "127.0.0.1"))
+    assert asyncio.run(
+        device_handshake(device_port, device_key, device_id, server_key, "127.0.0.1")
+    )
     body = wait_until(
         lambda: (b := listing())["summary"]["pending"] == 0 and b, "pending keys superseded"
     )
@@ -190,9 +165,11 @@ def test_an_address_the_device_used_is_not_flagged(cloud: Cloud, device_port: in
         keys = h.get("/v1/server-keys").json()["keys"]
     server_key = load_key(keys[0]["public_key"].encode()).public
     for source in ("127.0.0.1", "127.20.0.7"):
-        assert asyncio.run(handshake(device_port, device_key, device_id, server_key, source))
+        assert asyncio.run(device_handshake(device_port, device_key, device_id, server_key, source))
     other = generate_device_key(Algorithm.RSA)
-    assert not asyncio.run(handshake(device_port, other, device_id, server_key, "127.20.0.7"))
+    assert not asyncio.run(
+        device_handshake(device_port, other, device_id, server_key, "127.20.0.7")
+    )
     with cloud.http(token) as h:
 
         def found() -> list[dict[str, Any]]:

@@ -10,11 +10,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cloud_harness import Cloud, Server, free_port, fresh_database, new_device_id
+from cloud_harness import Cloud, Server, device_handshake, free_port, new_device_id, running_server
 
 from fermion.keys import Algorithm, generate_device_key, load_key, public_key_pem
-from fermion.protocol import NEED_DATA, coap
-from fermion.protocol.connection import CLAIM_CODE_EVENT, Connected, DeviceConnection
+from fermion.protocol.connection import CLAIM_CODE_EVENT
 
 
 @pytest.fixture(scope="module")
@@ -26,40 +25,20 @@ def device_port() -> int:
 def server(
     backend: str, device_port: int, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp(f"claimcode-{backend}")
-    url, drop = fresh_database(backend, tmp)
-    srv = Server(url, tmp, ["--device-port", str(device_port)])
-    try:
-        srv.start()
+    with running_server(
+        backend, tmp_path_factory, "claimcode", ["--device-port", str(device_port)]
+    ) as srv:
         yield srv
-    finally:
-        srv.stop()
-        drop()
 
 
-async def connect_and_present(
-    port: int, device_key: Any, device_id: str, server_key: Any, code: str, until: Any
-) -> bool:
-    """Handshake, publish ``code`` as Device OS does, and stay connected until ``until()``."""
-    conn = DeviceConnection(device_key, bytes.fromhex(device_id), server_key, coap.Hello())
-    async with asyncio.timeout(60):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            while True:
-                data = await reader.read(4096)
-                conn.receive_data(data)
-                while (event := conn.next_event()) is not NEED_DATA:
-                    if isinstance(event, Connected):
-                        conn.publish(CLAIM_CODE_EVENT, code.encode(), private=True)
-                        writer.write(conn.data_to_send())
-                        while not await asyncio.to_thread(until):
-                            await asyncio.sleep(0.2)
-                        return True
-                writer.write(conn.data_to_send())
-                if not data or conn.closed:
-                    return False
-        finally:
-            writer.close()
+def present(code: str) -> Any:
+    """Publish ``code`` as Device OS does right after the handshake."""
+    return lambda conn: conn.publish(CLAIM_CODE_EVENT, code.encode(), private=True)
+
+
+async def until(check: Any) -> None:
+    while not await asyncio.to_thread(check):
+        await asyncio.sleep(0.2)
 
 
 def _device(cloud: Cloud, token: str) -> tuple[str, Any, Any]:
@@ -91,7 +70,14 @@ def test_a_device_presenting_a_users_claim_code_is_claimed_to_that_user_once(
             return h.get(f"/v1/devices/{device_id}").status_code == 200
 
     assert asyncio.run(
-        connect_and_present(device_port, device_key, device_id, server_key, code, owned)
+        device_handshake(
+            device_port,
+            device_key,
+            device_id,
+            server_key,
+            on_connected=present(code),
+            hold=lambda: until(owned),
+        )
     )
     with cloud.http(buyer) as h:
         events = h.get("/v1/audit", params={"device_id": device_id}).json()["events"]
@@ -104,6 +90,15 @@ def test_a_device_presenting_a_users_claim_code_is_claimed_to_that_user_once(
     def waited() -> bool:
         return time.monotonic() > deadline
 
-    asyncio.run(connect_and_present(device_port, other_key, other_id, server_key, code, waited))
+    asyncio.run(
+        device_handshake(
+            device_port,
+            other_key,
+            other_id,
+            server_key,
+            on_connected=present(code),
+            hold=lambda: until(waited),
+        )
+    )
     with cloud.http(buyer) as h:
         assert h.get(f"/v1/devices/{other_id}").status_code == 404

@@ -27,6 +27,7 @@ from cloud_harness import (
     free_port,
     fresh_database,
     new_device_id,
+    running_server,
 )
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -55,15 +56,9 @@ def device_port() -> int:
 def server(
     backend: str, device_port: int, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp(f"workers-{backend}")
-    url, drop = fresh_database(backend, tmp)
-    srv = Server(url, tmp, ["--workers", str(WORKERS), "--device-port", str(device_port)])
-    try:
-        srv.start()
+    args = ["--workers", str(WORKERS), "--device-port", str(device_port)]
+    with running_server(backend, tmp_path_factory, "workers", args) as srv:
         yield srv
-    finally:
-        srv.stop()
-        drop()
 
 
 # --- which process serves a connection --------------------------------------------------------
