@@ -40,6 +40,7 @@ from fermion.device.dct import (
 from fermion.device.link import DeviceLink, open_link
 from fermion.errors import DeviceError, FermionError, KeyFormatError
 from fermion.fsutil import atomic_write
+from fermion.ids import not_a_device_id, parse_device_id
 from fermion.keys import (
     LoadedKey,
     generate_device_key,
@@ -59,10 +60,10 @@ ONLINE_TIMEOUT = 60.0
 
 
 def _device_id(value: str) -> str:
-    v = value.strip().lower()
-    if len(v) != 24 or any(c not in "0123456789abcdef" for c in v):
-        raise FermionError(f"device id: {value!r} is not a device id (24 hex digits)")
-    return v
+    device_id = parse_device_id(value)
+    if device_id is None:
+        raise FermionError(not_a_device_id("device id", value))
+    return device_id
 
 
 def resolve_link(

@@ -15,7 +15,6 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fermion.cloud.api.product_access import device_id_of
 from fermion.cloud.credentials import hash_password, new_token
 from fermion.cloud.domain.permissions import Role
 from fermion.cloud.domain.platforms import platform as parse_platform
@@ -34,6 +33,7 @@ from fermion.cloud.store.models import (
 )
 from fermion.cloud.store.queries import product_by_id_or_slug
 from fermion.errors import FermionError
+from fermion.ids import not_a_device_id, parse_device_id
 
 ADMIN_ACTOR = "admin:cli"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -223,9 +223,9 @@ async def assign_device(
     uploading a key for its id first, or a personal device wanted in a product whose owner
     cannot import it. What is given changes, the rest is kept. Returns before and after.
     """
-    device_id = device_id_of(device_ref)
+    device_id = parse_device_id(device_ref)
     if device_id is None:
-        raise FermionError(f"device: {device_ref!r} is not a device id (24 hex digits)")
+        raise FermionError(not_a_device_id("device", device_ref))
     if product_ref is KEEP and owner_email is KEEP:
         raise FermionError("device: give --product, --no-product, --owner or --release")
     async with store.write() as session:

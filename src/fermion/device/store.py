@@ -25,7 +25,6 @@ The data directory is ``$FERMION_HOME``, or the platform's user data directory.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -42,12 +41,12 @@ from fermion.device.dct import (
 from fermion.device.platforms import Platform, transport_for
 from fermion.errors import DeviceError
 from fermion.fsutil import atomic_write
+from fermion.ids import not_a_device_id, parse_device_id
 from fermion.keys.serverfile import Transport
 from fermion.paths import default_data_dir
 
 SCHEMA = 1
 DEVICES_DIR = "devices"
-DEVICE_ID_RE = re.compile(r"^[0-9a-f]{24}$")
 # A recognisable bootloader stand-in: only "intact" vs "erased" matters to the model.
 BOOTLOADER_IMAGE = b"FERMION-SIM-BOOTLOADER\x00" + bytes(range(256)) * 2
 ERASED_BYTE = 0xFF
@@ -63,9 +62,9 @@ def now_iso() -> str:
 
 
 def normalise_device_id(value: str) -> str:
-    device_id = value.strip().lower()
-    if not DEVICE_ID_RE.match(device_id):
-        raise DeviceError(f"device {value!r}: a device id is 24 hex digits")
+    device_id = parse_device_id(value)
+    if device_id is None:
+        raise DeviceError(not_a_device_id("device", value))
     return device_id
 
 
@@ -192,7 +191,7 @@ class SimDevice:
             return []
         found = []
         for entry in sorted(root.iterdir()):
-            if DEVICE_ID_RE.match(entry.name) and (entry / "identity.json").exists():
+            if parse_device_id(entry.name) == entry.name and (entry / "identity.json").exists():
                 found.append(cls.open(entry.name, home))
         return found
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fermion.cloud.api.auth import Caller, actor_from_role, actor_in_product
@@ -11,16 +9,15 @@ from fermion.cloud.api.errors import bad_request, not_found
 from fermion.cloud.domain.permissions import Action, Actor, Principal, Role, check
 from fermion.cloud.store.models import Device
 from fermion.cloud.store.queries import DeviceRow, device_row
-
-_DEVICE_ID = re.compile(r"^[0-9a-f]{24}$")
+from fermion.ids import not_a_device_id, parse_device_id
 
 
 def device_id_param(value: str, field: str = "id") -> str:
-    """A device id as Particle writes them: 24 hex digits (any case in, lower case out)."""
-    lowered = value.strip().lower()
-    if not _DEVICE_ID.match(lowered):
-        raise bad_request(f"{field}: {value[:40]!r} is not a device id (24 hex digits)")
-    return lowered
+    """A device id from a request, or the 400 naming ``field``."""
+    device_id = parse_device_id(value)
+    if device_id is None:
+        raise bad_request(not_a_device_id(field, value))
+    return device_id
 
 
 async def standing(

@@ -8,7 +8,6 @@ who is asking and about what.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +22,8 @@ from fermion.cloud.api.oauth import _client_credentials, _product_client
 from fermion.cloud.domain.permissions import Action, Actor, Principal, check
 from fermion.cloud.store.models import OAuthClient, Product, TeamMembership, User
 from fermion.cloud.store.queries import DeviceRow, device_row, product_by_id_or_slug
+from fermion.ids import parse_device_id
 
-DEVICE_ID = re.compile(r"^[0-9a-f]{24}$")
 DEFAULT_PER_PAGE = 25
 MAX_PER_PAGE = 1000
 
@@ -95,16 +94,11 @@ async def token_or_client(request: Request, session: AsyncSession, ref: str) -> 
     return Standing(product, Principal.PRODUCT_CLIENT, label, client=client)
 
 
-def device_id_of(raw: str) -> str | None:
-    text = raw.strip().lower()
-    return text if DEVICE_ID.match(text) else None
-
-
 async def product_device(
     session: AsyncSession, st: Standing, raw_id: str, *, for_update: bool = False
 ) -> DeviceRow:
     """The device ``raw_id`` in ``st.product``; a customer only ever finds its own devices."""
-    device_id = device_id_of(raw_id)
+    device_id = parse_device_id(raw_id)
     row = await device_row(session, device_id, for_update=for_update) if device_id else None
     if row is None or row.device.product_id != st.product.id:
         raise not_found(f"device {raw_id!r} not found in product {st.product.slug}")

@@ -19,7 +19,6 @@ from fermion.cloud.api.fields import body_fields, text_field
 from fermion.cloud.api.product_access import (
     Standing,
     check_in_product,
-    device_id_of,
     find_product,
     paging,
     product_device,
@@ -43,6 +42,7 @@ from fermion.cloud.store.models import (
     utcnow,
 )
 from fermion.cloud.store.queries import DeviceRow, device_rows
+from fermion.ids import parse_device_id
 
 router = APIRouter(tags=["products"])
 
@@ -297,7 +297,7 @@ async def import_devices(
         claim_user_id = await _claim_user(session, st, claim_user)
         platform = BY_ID.get(st.product.platform_id)
         transport = platform.transport if platform else Transport.TCP
-        valid = {raw: device_id_of(raw) for raw in requested}
+        valid = {raw: parse_device_id(raw) for raw in requested}
         known = {
             d.id: d
             for d in (
@@ -417,7 +417,7 @@ async def _device_standing(
     found = await find_product(session, product)
     actor = await actor_in_product(session, caller, found.id)
     also = None
-    wanted = device_id_of(device_id)
+    wanted = parse_device_id(device_id)
     if actor is None and caller.kind is OwnerKind.USER and wanted is not None:
         owner = await session.scalar(
             select(Device.owner_user_id).where(Device.id == wanted, Device.product_id == found.id)
