@@ -12,7 +12,6 @@ itself, on a thread of its own (``--device-workers 0``) or as its worker pool.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import os
 import tempfile
@@ -25,18 +24,10 @@ import typer
 from rich.console import Console
 
 from fermion.cloud.settings import DEFAULT_HOST, DEFAULT_PORT, Settings
+from fermion.loopback import is_loopback
 
 console = Console(stderr=True, highlight=False)
 DEFAULT_DEVICE_PORT = 5683
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def safe_url(url: str) -> str:
@@ -113,7 +104,7 @@ def serve(
     upgrade(settings.database_url)
     _seal_server_keys(settings)
     devices = _device_service(settings, host, device_port, device_workers)
-    if not _is_loopback(host):
+    if not is_loopback(host):
         console.print(f"[yellow]warning:[/] listening on {host}, reachable from other machines")
     console.print(
         f"Fermion cloud on http://{host}:{port}  (data: {settings.data_dir}; "

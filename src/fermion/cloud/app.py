@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import hmac
-import ipaddress
 import json
 import os
 import signal
@@ -28,6 +27,7 @@ from fermion.cloud.console import install as install_console
 from fermion.cloud.serverkeys import ensure_server_key
 from fermion.cloud.settings import Settings
 from fermion.cloud.store import Store
+from fermion.loopback import is_loopback
 
 if TYPE_CHECKING:
     from fermion.cloud.devices.service import DeviceService
@@ -93,19 +93,12 @@ async def metrics_allowed(request: Request) -> None:
             raise unauthorized("metrics: needs the bearer token FERMION_METRICS_TOKEN names")
         return
     client = request.client.host if request.client else ""
-    if settings.metrics_public or _is_loopback(client):
+    if settings.metrics_public or is_loopback(client):
         return
     raise forbidden(
         "metrics: open on loopback only; set FERMION_METRICS_TOKEN (or serve --metrics-public) "
         "to allow other addresses"
     )
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def create_app(

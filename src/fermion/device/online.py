@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import random
@@ -57,6 +56,7 @@ from fermion.device.dct import (
 from fermion.device.store import SimDevice, now_iso
 from fermion.errors import DeviceError, FermionError
 from fermion.keys.serverfile import Transport
+from fermion.loopback import is_loopback
 from fermion.protocol import NEED_DATA, Failure, ProtocolError, coap
 from fermion.protocol.connection import (
     CLAIM_CODE_EVENT,
@@ -117,15 +117,6 @@ class FlashState:
     # Sent once as ``spark/device/claim/code`` after the handshake, then cleared (Device OS
     # does the same); None when there is none or the device counts itself claimed.
     claim_code: str | None = None
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_cloud(value: str) -> tuple[str, int]:
