@@ -21,7 +21,7 @@ from fermion.cloud.actions import clients
 from fermion.cloud.api.auth import CallerDep, StoreDep, action_by
 from fermion.cloud.api.errors import bad_request
 from fermion.cloud.api.fields import body_fields, text_field
-from fermion.cloud.api.product_access import standing
+from fermion.cloud.api.product_access import load_product
 from fermion.cloud.credentials import hash_password_async
 from fermion.cloud.domain.permissions import Action
 from fermion.cloud.store.models import ClientType, OAuthClient
@@ -111,7 +111,7 @@ def _redirect_uri(raw: str | None, client_type: ClientType) -> str | None:
 @router.get("/v1/products/{product}/clients", summary="The product's OAuth clients")
 async def list_clients(product: str, caller: CallerDep, store: StoreDep) -> dict[str, Any]:
     async with store.read() as session:
-        st = await standing(session, caller, product, Action.CLIENT_VIEW)
+        st = await load_product(session, caller, product, Action.CLIENT_VIEW)
         clients = (
             await session.scalars(
                 select(OAuthClient)
@@ -147,11 +147,11 @@ async def create_client(
     scope = _scope(raw_scope) if raw_scope is not None else default_scope
     redirect_uri = _redirect_uri(text_field(fields, "redirect_uri", max_len=2000), client_type)
     async with store.read() as session:
-        await standing(session, caller, product, Action.CLIENT_MANAGE)
+        await load_product(session, caller, product, Action.CLIENT_MANAGE)
     secret = secrets.token_hex(20)
     secret_hash = await hash_password_async(secret)  # slow on purpose: outside the write lock
     async with store.write() as session:
-        st = await standing(session, caller, product, Action.CLIENT_MANAGE)
+        st = await load_product(session, caller, product, Action.CLIENT_MANAGE)
         client = await clients.create_client(
             session,
             st.product,
@@ -180,7 +180,7 @@ async def update_client(
     if name is None and raw_scope is None and raw_redirect is None:
         raise bad_request("name: is required (or scope, or redirect_uri)")
     async with store.write() as session:
-        st = await standing(session, caller, product, Action.CLIENT_MANAGE)
+        st = await load_product(session, caller, product, Action.CLIENT_MANAGE)
         client = await clients.find_client(session, st.product, client_id)
         wanted: dict[str, Any] = {}
         if name is not None:
@@ -202,7 +202,7 @@ async def delete_client(
     product: str, client_id: str, request: Request, caller: CallerDep, store: StoreDep
 ) -> Response:
     async with store.write() as session:
-        st = await standing(session, caller, product, Action.CLIENT_MANAGE)
+        st = await load_product(session, caller, product, Action.CLIENT_MANAGE)
         client = await clients.find_client(session, st.product, client_id)
         await clients.delete_client(session, st.product, client, action_by(st, request))
     return Response(status_code=204)

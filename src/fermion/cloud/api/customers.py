@@ -19,8 +19,8 @@ from fermion.cloud.api.auth import CallerDep, StoreDep, action_by, request_id
 from fermion.cloud.api.errors import bad_request
 from fermion.cloud.api.fields import body_fields, bool_field, text_field
 from fermion.cloud.api.product_access import (
+    load_product,
     paging,
-    standing,
     token_or_client,
     total_pages,
 )
@@ -79,7 +79,7 @@ async def list_customers(
 ) -> dict[str, Any]:
     page, per_page = paging(page, per_page_camel or per_page_snake)
     async with store.read() as session:
-        st = await standing(session, caller, product, Action.CUSTOMER_VIEW)
+        st = await load_product(session, caller, product, Action.CUSTOMER_VIEW)
         total = await session.scalar(
             select(func.count()).select_from(Customer).where(Customer.product_id == st.product.id)
         )
@@ -203,7 +203,7 @@ async def update_customer(
     password = text_field(fields, "password", required=True, max_len=1000)
     assert password is not None
     async with store.read() as session:
-        st = await standing(session, caller, product, Action.CUSTOMER_MANAGE)
+        st = await load_product(session, caller, product, Action.CUSTOMER_MANAGE)
         await customers.find_customer(session, st.product, email)
     password_hash = await hash_password_async(password)
     async with store.write() as session:
@@ -220,7 +220,7 @@ async def delete_customer(
     product: str, email: str, request: Request, caller: CallerDep, store: StoreDep
 ) -> dict[str, Any]:
     async with store.write() as session:
-        st = await standing(session, caller, product, Action.CUSTOMER_MANAGE)
+        st = await load_product(session, caller, product, Action.CUSTOMER_MANAGE)
         customer = await customers.find_customer(session, st.product, email)
         await customers.delete_customer(session, st.product, customer, action_by(st, request))
     return {"ok": True}

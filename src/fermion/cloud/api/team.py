@@ -17,7 +17,7 @@ from fermion.cloud.actions import team
 from fermion.cloud.api.auth import CallerDep, StoreDep, action_by
 from fermion.cloud.api.errors import bad_request, forbidden, not_found
 from fermion.cloud.api.fields import body_fields, text_field
-from fermion.cloud.api.product_access import Standing, standing
+from fermion.cloud.api.product_access import Standing, load_product
 from fermion.cloud.domain.permissions import ROLE_RANK, Action, Role
 from fermion.cloud.store.models import TeamMembership, User
 from fermion.errors import FermionError
@@ -83,7 +83,7 @@ def _grantable(st: Standing, raw: str | None) -> Role:
 @router.get("/v1/products/{product}/team", summary="The product's team")
 async def list_team(product: str, caller: CallerDep, store: StoreDep) -> dict[str, Any]:
     async with store.read() as session:
-        st = await standing(session, caller, product, Action.TEAM_VIEW)
+        st = await load_product(session, caller, product, Action.TEAM_VIEW)
         rows = (
             await session.execute(
                 select(User, TeamMembership.role)
@@ -108,7 +108,7 @@ async def invite(
     assert username is not None
     raw_role = text_field(fields, "role", max_len=40)
     async with store.write() as session:
-        st = await standing(session, caller, product, Action.TEAM_MANAGE)
+        st = await load_product(session, caller, product, Action.TEAM_MANAGE)
         role = _grantable(st, raw_role)
         user = await session.scalar(
             select(User).where(func.lower(User.email) == username.strip().lower())
@@ -130,7 +130,7 @@ async def change_role(
     fields = await body_fields(request)
     raw_role = text_field(fields, "role", required=True, max_len=40)
     async with store.write() as session:
-        st = await standing(session, caller, product, Action.TEAM_MANAGE)
+        st = await load_product(session, caller, product, Action.TEAM_MANAGE)
         role = _grantable(st, raw_role)
         membership, user = await team.find_member(session, st.product, username)
         team.set_role(session, st.product, membership, user, role, action_by(st, request))
@@ -142,7 +142,7 @@ async def remove_member(
     product: str, username: str, request: Request, caller: CallerDep, store: StoreDep
 ) -> dict[str, Any]:
     async with store.write() as session:
-        st = await standing(session, caller, product, Action.TEAM_MANAGE)
+        st = await load_product(session, caller, product, Action.TEAM_MANAGE)
         membership, user = await team.find_member(session, st.product, username)
         await team.remove_member(session, st.product, membership, user, action_by(st, request))
     return {"ok": True}

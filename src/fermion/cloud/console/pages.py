@@ -1,7 +1,7 @@
 """The console's pages and forms.
 
 Reads come from the store, after the same standing checks the API routes make
-(``access.load_authorized``, ``product_access.standing``). Every change is the REST call the
+(``access.load_device``, ``product_access.standing``). Every change is the REST call the
 CLI would make, sent in-process with the session's token (``apicall``): the console never
 decides a permission, it only hides buttons the permission table would refuse anyway.
 """
@@ -22,9 +22,9 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import UploadFile
 
-from fermion.cloud.api.access import load_authorized
+from fermion.cloud.api.access import load_device
 from fermion.cloud.api.errors import ApiError
-from fermion.cloud.api.product_access import standing as product_standing
+from fermion.cloud.api.product_access import load_product as product_standing
 from fermion.cloud.api.views import fp
 from fermion.cloud.console import apicall
 from fermion.cloud.console.device import add_activity, load_device_view
@@ -357,7 +357,7 @@ async def _device_page(
     message: str | None = None,
 ) -> HTMLResponse:
     async with request.app.state.store.read() as db:
-        row = await load_authorized(db, session.caller, device_id, Action.DEVICE_VIEW)
+        row = await load_device(db, session.caller, device_id, Action.DEVICE_VIEW)
         view = await load_device_view(db, session.caller, row)
     add_activity(view, getattr(request.app.state, "devices", None))
     return render(
@@ -383,7 +383,7 @@ async def device_page(request: Request, device_id: str, session: SessionDep) -> 
 @router.get("/devices/{device_id}/status")
 async def device_status(request: Request, device_id: str, session: SessionDep) -> Response:
     async with request.app.state.store.read() as db:
-        row = await load_authorized(db, session.caller, device_id, Action.DEVICE_VIEW)
+        row = await load_device(db, session.caller, device_id, Action.DEVICE_VIEW)
         view = await load_device_view(db, session.caller, row)
     return JSONResponse(view.status(), headers={"Cache-Control": "no-store"})
 
@@ -446,7 +446,7 @@ async def _device_product_slug(
 ) -> str | None:
     """The slug of the device's product, for the product routes of the API (None: no product)."""
     async with request.app.state.store.read() as db:
-        row = await load_authorized(db, session.caller, device_id, Action.DEVICE_VIEW)
+        row = await load_device(db, session.caller, device_id, Action.DEVICE_VIEW)
         if row.device.product_id is None:
             return None
         product = await db.get(Product, row.device.product_id)
@@ -511,7 +511,7 @@ async def repair(request: Request, device_id: str, session: SessionDep) -> Respo
             errors={"public_key": f"public_key: {upload.filename} is too large for a public key"},
         )
     async with request.app.state.store.read() as db:
-        row = await load_authorized(db, session.caller, device_id, Action.DEVICE_VIEW)
+        row = await load_device(db, session.caller, device_id, Action.DEVICE_VIEW)
     algorithm = TRANSPORT_ALGORITHM.get(row.device.transport)
     data = {
         "publicKey": raw.decode("utf-8", "replace"),
