@@ -17,6 +17,11 @@ ownership changes are in ``fermion.cloud.ownership``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fermion.cloud.store.audit import record
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,10 @@ class By:
 
     label: str
     request_id: str | None = None
+
+    def record(self, session: AsyncSession, action: str, **fields: Any) -> None:
+        """The change's audit event, in the change's own transaction."""
+        record(session, self.label, action, request_id=self.request_id, **fields)
 
 
 ADMIN = By("admin:cli")

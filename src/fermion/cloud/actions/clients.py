@@ -14,7 +14,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fermion.cloud.actions import By
-from fermion.cloud.store.audit import record
 from fermion.cloud.store.models import AccessToken, ClientType, OAuthClient, Product
 from fermion.cloud.tokens import revoke
 from fermion.errors import NotFound
@@ -69,12 +68,10 @@ async def create_client(
     )
     session.add(client)
     await session.flush()
-    record(
+    by.record(
         session,
-        by.label,
         "client.create",
         product_id=product.id,
-        request_id=by.request_id,
         detail={"client_id": client.client_id, "type": client.type, "scope": scope},
     )
     return client
@@ -91,12 +88,10 @@ def update_client(
             changes[column] = [before, value]
             setattr(client, column, value)
     if changes:
-        record(
+        by.record(
             session,
-            by.label,
             "client.update",
             product_id=product.id,
-            request_id=by.request_id,
             detail={"client_id": client.client_id, **changes},
         )
 
@@ -111,12 +106,10 @@ async def delete_client(
         request_id=by.request_id,
         product_id=product.id,
     )
-    record(
+    by.record(
         session,
-        by.label,
         "client.delete",
         product_id=product.id,
-        request_id=by.request_id,
         detail={"client_id": client.client_id, "type": client.type},
     )
     await session.delete(client)

@@ -7,7 +7,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fermion.cloud.actions import By
-from fermion.cloud.store.audit import record
 from fermion.cloud.store.models import AccessToken, Customer, Device, Product, utcnow
 from fermion.cloud.tokens import revoke
 from fermion.errors import FermionError, NotFound
@@ -39,12 +38,10 @@ async def create_customer(
     customer = Customer(product_id=product.id, email=email, password_hash=password_hash)
     session.add(customer)
     await session.flush()
-    record(
+    by.record(
         session,
-        by.label,
         "customer.create",
         product_id=product.id,
-        request_id=by.request_id,
         detail={"email": email, "no_password": password_hash is None},
     )
     return customer
@@ -54,12 +51,10 @@ def set_password(
     session: AsyncSession, product: Product, customer: Customer, password_hash: str, by: By
 ) -> None:
     customer.password_hash = password_hash
-    record(
+    by.record(
         session,
-        by.label,
         "customer.update",
         product_id=product.id,
-        request_id=by.request_id,
         detail={"email": customer.email, "changed": ["password"]},
     )
 
@@ -92,13 +87,11 @@ async def delete_customer(
             .values(owner_customer_id=None, owner_since=now, notes=None, updated_at=now)
         )
     for device_id, notes in owned:
-        record(
+        by.record(
             session,
-            by.label,
             "device.unclaim",
             device_id=device_id,
             product_id=product.id,
-            request_id=by.request_id,
             at=now,
             detail={
                 "owner": f"customer:{customer.email}",
@@ -106,12 +99,10 @@ async def delete_customer(
                 **({"notes": "cleared"} if notes else {}),
             },
         )
-    record(
+    by.record(
         session,
-        by.label,
         "customer.delete",
         product_id=product.id,
-        request_id=by.request_id,
         detail={"email": customer.email, "released_devices": released},
     )
     await session.delete(customer)

@@ -7,7 +7,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fermion.cloud.actions import By
 from fermion.cloud.domain.permissions import Role
-from fermion.cloud.store.audit import record
 from fermion.cloud.store.models import Product, TeamMembership, User
 from fermion.errors import FermionError, NotAllowed, NotFound
 
@@ -43,12 +42,10 @@ async def add_member(
         held = Role(already).label
         raise FermionError(f"username: {user.email} is already on the team as {held}")
     session.add(TeamMembership(product_id=product.id, user_id=user.id, role=role.value))
-    record(
+    by.record(
         session,
-        by.label,
         "team.invite",
         product_id=product.id,
-        request_id=by.request_id,
         detail={"user": user.email, "role": role.value},
     )
 
@@ -78,12 +75,10 @@ def set_role(
     if before == role.value:
         return
     membership.role = role.value
-    record(
+    by.record(
         session,
-        by.label,
         "team.role",
         product_id=product.id,
-        request_id=by.request_id,
         detail={"user": user.email, "before": before, "after": role.value},
     )
 
@@ -92,12 +87,10 @@ async def remove_member(
     session: AsyncSession, product: Product, membership: TeamMembership, user: User, by: By
 ) -> None:
     _not_owner(membership, user, "removed")
-    record(
+    by.record(
         session,
-        by.label,
         "team.remove",
         product_id=product.id,
-        request_id=by.request_id,
         detail={"user": user.email, "role": membership.role},
     )
     await session.delete(membership)

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from fermion.cloud.actions import clients
 from fermion.cloud.api.auth import CallerDep, StoreDep, action_by
 from fermion.cloud.api.errors import bad_request
-from fermion.cloud.api.fields import body_fields, text_field
+from fermion.cloud.api.fields import body_doc, body_fields, text_field
 from fermion.cloud.api.product_access import load_product
 from fermion.cloud.credentials import hash_password_async
 from fermion.cloud.domain.permissions import Action
@@ -61,18 +61,6 @@ _CLIENT_BODY = {
         "scope": {"type": "string"},
     },
 }
-
-
-def _doc(schema: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": False,
-            "content": {
-                "application/json": {"schema": schema},
-                "application/x-www-form-urlencoded": {"schema": schema},
-            },
-        }
-    }
 
 
 def client_json(client: OAuthClient) -> dict[str, Any]:
@@ -130,7 +118,7 @@ async def list_clients(product: str, caller: CallerDep, store: StoreDep) -> dict
         "Particle's console names `Two-Legged Auth (Server)` and `Simple Auth (Mobile/Web App)` "
         "are accepted. `scope`: `customers:create`, `*:*` or `none` (full permissions)."
     ),
-    openapi_extra=_doc(_CLIENT_BODY),
+    openapi_extra=body_doc(_CLIENT_BODY),
 )
 async def create_client(
     product: str, request: Request, caller: CallerDep, store: StoreDep
@@ -168,7 +156,7 @@ async def create_client(
 @router.put(
     "/v1/products/{product}/clients/{client_id}",
     summary="Rename or rescope an OAuth client",
-    openapi_extra=_doc(_CLIENT_UPDATE_BODY),
+    openapi_extra=body_doc(_CLIENT_UPDATE_BODY),
 )
 async def update_client(
     product: str, client_id: str, request: Request, caller: CallerDep, store: StoreDep

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from fermion.cloud.actions import By, customers
 from fermion.cloud.api.auth import CallerDep, StoreDep, action_by, request_id
 from fermion.cloud.api.errors import bad_request
-from fermion.cloud.api.fields import body_fields, bool_field, text_field
+from fermion.cloud.api.fields import body_doc, body_fields, bool_field, text_field
 from fermion.cloud.api.product_access import (
     load_product,
     paging,
@@ -47,18 +47,6 @@ _PASSWORD_BODY = {
     "required": ["password"],
     "properties": {"password": {"type": "string", "minLength": 1, "maxLength": 1000}},
 }
-
-
-def _doc(schema: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": False,
-            "content": {
-                "application/x-www-form-urlencoded": {"schema": schema},
-                "application/json": {"schema": schema},
-            },
-        }
-    }
 
 
 def _email(raw: str) -> str:
@@ -145,7 +133,7 @@ async def list_customers(
         "product OAuth client's own credentials (HTTP Basic, or `client_id` and `client_secret` "
         "in the body). `no_password=true` makes a two-legged (shadow) customer."
     ),
-    openapi_extra=_doc(_CUSTOMER_BODY),
+    openapi_extra=body_doc(_CUSTOMER_BODY),
 )
 async def create_customer(product: str, request: Request, store: StoreDep) -> JSONResponse:
     fields = await body_fields(request)
@@ -194,7 +182,7 @@ async def create_customer(product: str, request: Request, store: StoreDep) -> JS
 @router.put(
     "/v1/products/{product}/customers/{email}",
     summary="Set a customer's password",
-    openapi_extra=_doc(_PASSWORD_BODY),
+    openapi_extra=body_doc(_PASSWORD_BODY),
 )
 async def update_customer(
     product: str, email: str, request: Request, caller: CallerDep, store: StoreDep

@@ -13,9 +13,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 
-from fermion.cloud.api.auth import Caller, CallerDep, StoreDep, request_id
+from fermion.cloud.actions import devices
+from fermion.cloud.api.auth import Caller, CallerDep, StoreDep, action_by, request_id
 from fermion.cloud.api.errors import bad_request
-from fermion.cloud.api.fields import body_fields, text_field
+from fermion.cloud.api.fields import body_doc, body_fields, text_field
 from fermion.cloud.api.product_access import (
     Standing,
     load_product,
@@ -51,21 +52,6 @@ _SORT = {
     "firmwareVersion": Device.id,  # Fermion does not track firmware versions
     "lastConnection": Device.last_heard,
 }
-
-_JSON_OR_FORM = ("application/json", "application/x-www-form-urlencoded")
-
-
-def _body_doc(properties: dict[str, Any], *, multipart: bool = False) -> dict[str, Any]:
-    schema = {"type": "object", "properties": properties}
-    content = {ctype: {"schema": schema} for ctype in _JSON_OR_FORM}
-    if multipart:
-        content["multipart/form-data"] = {
-            "schema": {
-                "type": "object",
-                "properties": {"file": {"type": "string", "format": "binary"}},
-            }
-        }
-    return {"requestBody": {"required": False, "content": content}}
 
 
 def product_json(product: Product, owner_email: str | None) -> dict[str, Any]:
@@ -267,11 +253,14 @@ async def _requested_ids(fields: dict[str, Any]) -> list[str]:
         "(`protectedDeviceIds` otherwise, nothing changed); `claim_user` claims devices nobody "
         "owns and never replaces an owner."
     ),
-    openapi_extra=_body_doc(
+    openapi_extra=body_doc(
         {
-            "id": {"type": "string"},
-            "ids": {"type": "array", "items": {"type": "string"}},
-            "claim_user": {"type": "string"},
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "ids": {"type": "array", "items": {"type": "string"}},
+                "claim_user": {"type": "string"},
+            },
         },
         multipart=True,
     ),
@@ -413,12 +402,15 @@ _ACCEPTED_NOOP = ("signal", "development", "desired_firmware_version", "flash")
 @router.put(
     "/v1/products/{product}/devices/{device_id}",
     summary="Rename a product device or set its notes",
-    openapi_extra=_body_doc(
+    openapi_extra=body_doc(
         {
-            "name": {"type": "string", "maxLength": 200},
-            "notes": {"type": "string", "maxLength": 10000},
-            "signal": {"type": "string"},
-            "development": {"type": "boolean"},
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "maxLength": 200},
+                "notes": {"type": "string", "maxLength": 10000},
+                "signal": {"type": "string"},
+                "development": {"type": "boolean"},
+            },
         }
     ),
 )
@@ -435,24 +427,7 @@ async def update_product_device(
             session, caller, product, device_id, Action.DEVICE_EDIT, for_update=True
         )
         device = row.device
-        changes: dict[str, Any] = {}
-        if name is not None and name != device.name:
-            changes["name"] = [device.name, name]
-            device.name = name
-        if notes is not None and notes != device.notes:
-            changes["notes"] = "changed"
-            device.notes = notes
-        if changes:
-            device.updated_at = utcnow()
-            record(
-                session,
-                st.label,
-                "device.edit",
-                device_id=device.id,
-                product_id=st.product.id,
-                request_id=request_id(request),
-                detail=changes,
-            )
+        devices.edit(session, device, action_by(st, request), name=name, notes=notes)
         body = product_device_json(row)
     body["updated_at"] = iso(device.updated_at)
     return body
@@ -466,45 +441,11 @@ async def update_product_device(
 async def remove_product_device(
     product: str, device_id: str, request: Request, caller: CallerDep, store: StoreDep
 ) -> Response:
-    rid = request_id(request)
     async with store.write() as session:
         st, row = await load_product_device(
             session, caller, product, device_id, Action.DEVICE_REMOVE, for_update=True
         )
-        device = row.device
-        now = utcnow()
-        if device.owner_customer_id is not None:
-            # A customer exists only inside its product: out of the product, it cannot own it.
-            _, released = change_owner(device, user_id=device.owner_user_id, now=now)
-            record(
-                session,
-                st.label,
-                "device.unclaim",
-                device_id=device.id,
-                product_id=st.product.id,
-                request_id=rid,
-                at=now,
-                detail={
-                    "owner": f"customer:{row.customer_email}",
-                    "reason": "removed",
-                    **released,
-                },
-            )
-        detail: dict[str, Any] = {}
-        if clear_notes(device):
-            detail["notes"] = "cleared"  # the product's notes stay with the product
-        device.product_id = None
-        device.updated_at = now
-        record(
-            session,
-            st.label,
-            "device.remove",
-            device_id=device.id,
-            product_id=st.product.id,
-            request_id=rid,
-            at=now,
-            detail=detail or None,
-        )
+        devices.remove_from_product(session, row, action_by(st, request))
     return Response(status_code=204)
 
 
@@ -519,22 +460,5 @@ async def unclaim_product_device(
         st, row = await load_product_device(
             session, caller, product, device_id, Action.DEVICE_UNCLAIM, for_update=True
         )
-        device = row.device
-        if device.owner_user_id is not None or device.owner_customer_id is not None:
-            owner = (
-                f"customer:{row.customer_email}"
-                if device.owner_customer_id is not None
-                else f"user:{row.owner_email}"
-            )
-            now, released = change_owner(device)
-            record(
-                session,
-                st.label,
-                "device.unclaim",
-                device_id=device.id,
-                product_id=st.product.id,
-                request_id=request_id(request),
-                at=now,
-                detail={"owner": owner, **released},
-            )
+        devices.unclaim(session, row, action_by(st, request))
     return {"ok": True}

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from fermion.cloud.actions import team
 from fermion.cloud.api.auth import CallerDep, StoreDep, action_by
 from fermion.cloud.api.errors import bad_request, forbidden, not_found
-from fermion.cloud.api.fields import body_fields, text_field
+from fermion.cloud.api.fields import body_doc, body_fields, text_field
 from fermion.cloud.api.product_access import Standing, load_product
 from fermion.cloud.domain.permissions import ROLE_RANK, Action, Role
 from fermion.cloud.store.models import TeamMembership, User
@@ -41,18 +41,6 @@ _ROLE_BODY = {
     "required": ["role"],
     "properties": {"role": _INVITE_BODY["properties"]["role"]},  # type: ignore[index]
 }
-
-
-def _doc(schema: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": False,
-            "content": {
-                "application/json": {"schema": schema},
-                "application/x-www-form-urlencoded": {"schema": schema},
-            },
-        }
-    }
 
 
 def member_json(user: User, role: str) -> dict[str, Any]:
@@ -98,7 +86,7 @@ async def list_team(product: str, caller: CallerDep, store: StoreDep) -> dict[st
 @router.post(
     "/v1/products/{product}/team",
     summary="Add an existing account to the team with a role",
-    openapi_extra=_doc(_INVITE_BODY),
+    openapi_extra=body_doc(_INVITE_BODY),
 )
 async def invite(
     product: str, request: Request, caller: CallerDep, store: StoreDep
@@ -122,7 +110,7 @@ async def invite(
 @router.post(
     "/v1/products/{product}/team/{username}",
     summary="Change a team member's role",
-    openapi_extra=_doc(_ROLE_BODY),
+    openapi_extra=body_doc(_ROLE_BODY),
 )
 async def change_role(
     product: str, username: str, request: Request, caller: CallerDep, store: StoreDep
