@@ -145,7 +145,7 @@ def profile_set(
     name: str | None = typer.Option(None, "--profile", help="Another profile than the active."),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Set a setting of the active profile, e.g. ``profile set api-url http://127.0.0.1:8080``."""
+    """Set a setting of the active profile, e.g. profile set api-url http://127.0.0.1:8080."""
     p = Profile.load(name or active_profile_name())
     p.set(setting, value)
     p.save()

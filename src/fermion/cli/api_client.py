@@ -280,7 +280,8 @@ class ApiClient:
         if response.status_code >= 400:
             message = error_message(body, response.status_code)
             if response.status_code == 401 and auth is True:
-                message += "; run `fermion login`"
+                # The API's sentence may end in a full stop: ".; run" reads as a typo.
+                message = message.rstrip(". ") + "; run `fermion login`"
             raise ApiError(message, response.status_code, body)
         return body
 
