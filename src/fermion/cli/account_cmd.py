@@ -21,7 +21,7 @@ from fermion.errors import FermionError
 profile_app = typer.Typer(
     help="Profiles: which cloud the CLI talks to, and as whom.", invoke_without_command=True
 )
-token_app = typer.Typer(help="Access tokens: create and revoke.", no_args_is_help=True)
+token_app = typer.Typer(help="Access tokens: list, create and revoke.", no_args_is_help=True)
 
 
 def _password(given: str | None, prompt: bool) -> str:
@@ -153,6 +153,31 @@ def profile_set(
         print_json({"profile": p.name, "api_url": p.api_url})
         return
     console.print(f"profile {p.name}: api-url {p.api_url}")
+
+
+@token_app.command("list")
+def token_list(as_json: bool = JSON_OPT) -> None:
+    """List your account's live tokens: client, created, expires (the cloud keeps no secrets to
+    show; the one this CLI uses is marked)."""
+    with ApiClient() as api:
+        tokens = api.access_tokens()
+    if as_json:
+        print_json(tokens)
+        return
+    table(
+        f"{len(tokens)} live token(s)",
+        ["id", "client", "created", "expires", ""],
+        [
+            (
+                t.get("id"),
+                t.get("client"),
+                t.get("created_at"),
+                t.get("expires_at") or "never",
+                "this CLI's" if t.get("current") else "",
+            )
+            for t in tokens
+        ],
+    )
 
 
 @token_app.command("create")
