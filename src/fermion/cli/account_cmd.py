@@ -7,6 +7,7 @@ import os
 import typer
 
 from fermion.cli.api_client import (
+    DEFAULT_PROFILE,
     ApiClient,
     ApiError,
     Profile,
@@ -108,6 +109,13 @@ def profile_show(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
         return
     name = active_profile_name()
     p = Profile.load(name)
+    if name != DEFAULT_PROFILE and not p.path.exists():
+        # Showing a made-up profile as if it were one would hide a typo in FERMION_PROFILE.
+        known = ", ".join(list_profiles()) or "none yet"
+        raise FermionError(
+            f"profile {name!r} does not exist (profiles: {known}); create it with "
+            f"`FERMION_PROFILE={name} fermion login` or `fermion profile use {name}`"
+        )
     api_url = os.environ.get("FERMION_API_URL") or p.api_url
     data = {
         "profile": name,
