@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from fermion.cli.api_client import ApiClient
+from fermion.cli.api_client import ApiClient, ApiError
 from fermion.cli.output import JSON_OPT, console, over_many, print_json, table
 from fermion.errors import FermionError
 from fermion.ids import not_a_device_id, parse_device_id
@@ -80,14 +80,23 @@ _DEVICE_COLUMNS = ["id", "name", "product", "owner", "status", "key"]
 
 
 @device_app.command("list")
-def device_list(as_json: bool = JSON_OPT) -> None:
-    """List the devices claimed by your account."""
+def device_list(
+    health: str | None = typer.Option(
+        None, "--health", help=f"Only devices in this key health: {', '.join(KEY_HEALTH)}."
+    ),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """List the devices claimed by your account, or those of one key health."""
+    wanted = health_filter(health)
     with ApiClient() as api:
         devices = api.devices()
+    if wanted is not None:
+        devices = [d for d in devices if d.get("key_health") == wanted]
     if as_json:
         print_json(devices)
         return
-    table(f"{len(devices)} device(s)", _DEVICE_COLUMNS, _device_rows(devices))
+    which = f" with key health {wanted}" if wanted else ""
+    table(f"{len(devices)} device(s){which}", _DEVICE_COLUMNS, _device_rows(devices))
 
 
 @device_app.command("show")
@@ -205,6 +214,79 @@ def product_device_list(
         _DEVICE_COLUMNS,
         _device_rows(devices),
     )
+
+
+def _approval(api: ApiClient, device: dict[str, Any]) -> dict[str, Any]:
+    """What `product device approve` does for one device: the one pending key it proved it
+    holds, or why it is left alone."""
+    row: dict[str, Any] = {"device_id": device.get("id"), "fingerprint": None, "candidate": None}
+    try:
+        candidates = api.key_candidates(str(device["id"]))
+    except ApiError as exc:
+        row["result"] = f"failed: {exc}"
+        return row
+    pending = [c for c in candidates if c.get("status") == "pending"]
+    proven = [c for c in pending if c.get("possession_proven")]
+    if len(proven) == 1:
+        row.update(fingerprint=proven[0].get("fingerprint"), candidate=proven[0].get("id"))
+        row["result"] = "to approve"
+    elif proven:
+        # Two keys proven for one device: a person picks (keys approve --fingerprint).
+        row["result"] = f"skipped: {len(proven)} proven keys pending; pick one with keys approve"
+    elif pending:
+        row["result"] = "skipped: possession not proven"
+    else:
+        row["result"] = "skipped: no pending key"
+    return row
+
+
+@product_device_app.command("approve")
+def product_device_approve(
+    product: str = PRODUCT_ARG,
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show what would be approved; change nothing."
+    ),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Approve, in every device of the product whose key health is mismatch, the one presented
+    key the device proved it holds (as `keys approve` does one by one; each is audited)."""
+    with ApiClient() as api:
+        refused = [
+            d for d in all_product_devices(api, product) if d.get("key_health") == "mismatch"
+        ]
+        rows = over_many(refused, "checking presented keys", lambda d: _approval(api, d), as_json)
+        chosen = [r for r in rows if r["candidate"] is not None]
+
+        def approve_one(row: dict[str, Any]) -> None:
+            path = f"/v1/devices/{row['device_id']}/keys/candidates/{row['candidate']}/approve"
+            try:
+                api.request("POST", path)
+                row["result"] = "approved"
+            except ApiError as exc:  # one refusal must not stop the rest of the fleet
+                row["result"] = f"failed: {exc}"
+
+        if dry_run:
+            for row in chosen:
+                row["result"] = "would approve"
+        else:
+            over_many(chosen, "approving", approve_one, as_json)
+    failed = [r for r in rows if r["result"].startswith("failed")]
+    if as_json:
+        print_json({"product": product, "dry_run": dry_run, "devices": rows})
+    else:
+        table(
+            f"product {product}: {len(refused)} device(s) with key health mismatch"
+            + (" (dry run: nothing changed)" if dry_run else ""),
+            ["id", "presented key", "result"],
+            [(r["device_id"], r["fingerprint"], r["result"]) for r in rows],
+        )
+        done = sum(r["result"] in ("approved", "would approve") for r in rows)
+        console.print(
+            f"{'would approve' if dry_run else 'approved'} {done}, "
+            f"skipped {len(rows) - done - len(failed)}, failed {len(failed)}"
+        )
+    if failed:
+        raise typer.Exit(1)
 
 
 @product_app.command("list")

@@ -91,6 +91,9 @@ def test_device_show(cloud: Cloud) -> None:
     assert shown["id"] == device and shown["key_fingerprint"] == fingerprint
     table = cloud.cli("device", "show", device, profile=who).out
     assert fingerprint in table and "key_health" in table
+    mine = cloud.cli("device", "list", "--health", "unknown", "--json", profile=who).json
+    assert [d["id"] for d in mine] == [device]  # never handshaken
+    assert cloud.cli("device", "list", "--health", "ok", "--json", profile=who).json == []
     r = cloud.cli("device", "show", "kitchen", profile=who, ok=False)
     assert r.code == 1 and "ID: 'kitchen' is not a device id" in r.err, r.err
 
