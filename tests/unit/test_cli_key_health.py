@@ -5,4 +5,4 @@ from fermion.cloud.store.models import KeyHealth
 
 
 def test_health_choices_are_the_clouds_states() -> None:
-    assert KEY_HEALTH == tuple(h.value for h in KeyHealth)
+    assert tuple(h.value for h in KeyHealth) == KEY_HEALTH
