@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import typer
 
@@ -163,6 +164,11 @@ def profile_set(
     console.print(f"profile {p.name}: api-url {p.api_url}")
 
 
+def _to_the_second(at: str | None) -> str | None:
+    """An ISO time without its fraction of a second: what a table has room for."""
+    return re.sub(r"\.\d+", "", at) if at else None
+
+
 @token_app.command("list")
 def token_list(as_json: bool = JSON_OPT) -> None:
     """List your account's live tokens: client, created, expires (the cloud keeps no secrets to
@@ -172,16 +178,16 @@ def token_list(as_json: bool = JSON_OPT) -> None:
     if as_json:
         print_json(tokens)
         return
+    # Four columns that fit 80 characters: the CLI's own token is marked in the first.
     table(
         f"{len(tokens)} live token(s)",
-        ["id", "client", "created", "expires", ""],
+        ["token", "client", "created", "expires"],
         [
             (
-                t.get("id"),
+                f"{t.get('id')} (this CLI's)" if t.get("current") else t.get("id"),
                 t.get("client"),
-                t.get("created_at"),
-                t.get("expires_at") or "never",
-                "this CLI's" if t.get("current") else "",
+                _to_the_second(t.get("created_at")),
+                _to_the_second(t.get("expires_at")) or "never",
             )
             for t in tokens
         ],
