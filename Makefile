@@ -22,9 +22,11 @@ compat-clients:
 	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(NODE_STAMP); \
 	else echo "npm not found: tests/compat will be skipped"; fi
 
-# Set up, then run the cloud on SQLite with a demo fleet (Ctrl-C stops everything).
+# Set up, then run the cloud on SQLite with a demo fleet (Ctrl-C stops everything). The demo
+# lives in .fermion/demo, beside the README tour's .fermion, and is kept between runs;
+# `make up UP=--fresh` seeds a new one.
 up: $(STAMP)
-	$(BIN)/fermion up --demo
+	FERMION_HOME=$(CURDIR)/.fermion $(BIN)/fermion up --demo $(UP)
 
 # Fast unit tests first, then integration tests (real processes and sockets on loopback), then
 # the real Particle clients (particle-cli, particle-api-js) against a real server (tests/compat).

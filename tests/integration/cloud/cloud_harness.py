@@ -131,6 +131,9 @@ class Server:
                     str(self.port),
                     "--data-dir",
                     str(self.data_dir),
+                    # On for tests: several check the log for " 500 " (a person's shell has it
+                    # off by default).
+                    "--access-log",
                     *self.extra_args,
                 ],
                 stdout=log,
