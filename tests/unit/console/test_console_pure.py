@@ -8,8 +8,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from fermion.cloud.console.fleet import PER_PAGE, SORTS, FleetQuery, Health, _host
-from fermion.cloud.console.pages import _outcome_detail
 from fermion.cloud.console.session import csrf_for, login_url, safe_next, same_secret
+from fermion.cloud.console.web import outcome_detail as _outcome_detail
 
 
 def test_next_stays_inside_the_console() -> None:
