@@ -1,5 +1,5 @@
-"""The console's rough edges a newcomer met (issue #12 item 7), each checked in Chromium as a
-person meets it, at 1280 px and at a phone's 390 px."""
+"""The console's rough edges a newcomer met (issue #12 item 7) and /docs without internet (item
+8), each checked in Chromium as a person meets it, at 1280 px and at a phone's 390 px."""
 
 from __future__ import annotations
 
@@ -253,3 +253,27 @@ def test_every_page_fits_a_phone_and_logs_no_error(cloud: Cloud, playwright: Any
         button = member.get_by_role("button", name="Change role")
         box = button.bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+
+
+def test_api_docs_load_from_the_server_itself(cloud: Cloud, playwright: Any) -> None:
+    asked: list[str] = []
+    with browser_context(playwright) as browser:
+        page = browser.new_page()
+
+        def only_the_server(route: Any) -> None:
+            # As on a machine without internet: anything not from the server fails.
+            asked.append(route.request.url)
+            if route.request.url.startswith(cloud.url + "/"):
+                route.continue_()
+            else:
+                route.abort()
+
+        page.route("**/*", only_the_server)
+        failed = errors_logged(page)
+        page.goto(cloud.url + "/docs")
+        expect(page.locator(".swagger-ui .info .title")).to_contain_text("Fermion cloud")
+        expect(page.locator(".opblock-tag-section").first).to_be_visible()
+    outside = [url for url in asked if not url.startswith(cloud.url + "/")]
+    assert outside == []
+    assert any(url.endswith("/docs/assets/swagger-ui-bundle.js") for url in asked)
+    assert failed == []
