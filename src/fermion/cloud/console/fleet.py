@@ -338,20 +338,6 @@ async def _server_key_addresses(
             seen_at.setdefault(_host(address), []).append(last_handshake)
     if not seen_at:
         return []
-    elsewhere = {
-        _host(address)
-        for address in await session.scalars(
-            select(Device.last_ip_address).where(
-                # not in the fleet (a NULL column must not hide a device from NOT)
-                Device.id.not_in(select(Device.id).where(scope)),
-                or_(*(_at_host(host) for host in seen_at)),
-            )
-        )
-        if address
-    }
-    hosts = {host: at for host, at in seen_at.items() if host not in elsewhere}
-    if not hosts:
-        return []
     # The device server keeps one row per address and outcome, with a running count in its
     # detail (see ``registry``), so a flood of refusals never grows the table.
     rows = await session.execute(
@@ -367,7 +353,7 @@ async def _server_key_addresses(
     by_host: dict[str, ServerKeyAddress] = {}
     for address, detail, last_seen in rows:
         host = _host(address)
-        if host not in hosts:
+        if host not in seen_at:
             continue
         count = parse_outcome_detail(detail).get("count", 1)
         attempts = count if isinstance(count, int) and count > 0 else 1
@@ -378,11 +364,41 @@ async def _server_key_addresses(
             by_host[host] = ServerKeyAddress(
                 host, seen.attempts + attempts, max(seen.last_seen, last_seen)
             )
+    # Only the refused addresses are looked up outside the fleet (a fleet may have been seen
+    # at thousands), a bounded number at a time.
+    elsewhere = await _seen_outside(session, scope, list(by_host))
     return sorted(
-        (a for a in by_host.values() if _still_refused(a, hosts[a.address])),
+        (
+            a
+            for a in by_host.values()
+            if a.address not in elsewhere and _still_refused(a, seen_at[a.address])
+        ),
         key=lambda a: a.last_seen,
         reverse=True,
     )
+
+
+# Hosts per query when looking for devices outside a fleet: three terms each, well inside
+# SQLite's expression depth (1000) and any bound-parameter limit.
+HOSTS_PER_QUERY = 100
+
+
+async def _seen_outside(
+    session: AsyncSession, scope: ColumnElement[bool], hosts: list[str]
+) -> set[str]:
+    """Which of ``hosts`` a device outside the fleet was last seen at."""
+    found: set[str] = set()
+    for start in range(0, len(hosts), HOSTS_PER_QUERY):
+        chunk = hosts[start : start + HOSTS_PER_QUERY]
+        addresses = await session.scalars(
+            select(Device.last_ip_address).where(
+                # not in the fleet (a NULL column must not hide a device from NOT)
+                Device.id.not_in(select(Device.id).where(scope)),
+                or_(*(_at_host(host) for host in chunk)),
+            )
+        )
+        found.update(_host(a) for a in addresses if a)
+    return found
 
 
 def _at_host(host: str) -> ColumnElement[bool]:
