@@ -54,7 +54,8 @@ format: $(STAMP)
 # The console's screenshots in docs/images and the README, taken by its browser tests; a plain
 # test run leaves them alone so that `make test` leaves the checkout clean.
 screenshots: $(STAMP)
-	FERMION_SCREENSHOTS=1 $(BIN)/pytest tests/integration/console/test_console.py -q
+	FERMION_SCREENSHOTS=1 $(BIN)/pytest tests/integration/console/test_console.py \
+		tests/integration/console/test_console_rough_edges.py -q
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

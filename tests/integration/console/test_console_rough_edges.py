@@ -16,7 +16,7 @@ from fermion.keys import Algorithm, generate_device_key, load_key, public_key_pe
 from fermion.protocol.errors import Outcome
 
 from .conftest import OWNER, VIEWER
-from .harness import PASSWORD, Cloud, Device, browser_context
+from .harness import PASSWORD, Cloud, Device, browser_context, screenshot
 from .test_console import FITS, log_in
 from .wire import brownout_key, present_key, reconnect, record, server_key_refused
 
@@ -75,6 +75,8 @@ def test_a_user_on_no_team_lands_on_my_devices(
         # No team is no dead end: the hint is there, beside the devices.
         expect(page.locator("main")).to_contain_text("not on any product's team yet")
         assert page.evaluate(FITS)
+        if viewport is DESKTOP:
+            screenshot(page, "console-mine.png")
         row.get_by_role("link", name="1d0034000fffffffffff5001").click()
         expect(page.get_by_role("heading", level=1)).to_contain_text("desk-lamp")
         assert page.evaluate(FITS)
