@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fermion.cloud.api.access import authorize_with_role, device_id_param, load_authorized
+from fermion.cloud.api.access import authorize_with_role, device_id_param, load_device
 from fermion.cloud.api.auth import Caller, CallerDep, StoreDep, actor_in_product, request_id
 from fermion.cloud.api.errors import ApiError, bad_request, not_found
 from fermion.cloud.api.fields import body_fields, text_field
@@ -197,9 +197,7 @@ async def unclaim_device(
     device_id: str, request: Request, caller: CallerDep, store: StoreDep
 ) -> dict[str, Any]:
     async with store.write() as session:
-        row = await load_authorized(
-            session, caller, device_id, Action.DEVICE_UNCLAIM, for_update=True
-        )
+        row = await load_device(session, caller, device_id, Action.DEVICE_UNCLAIM, for_update=True)
         device = row.device
         if device.owner_user_id is None and device.owner_customer_id is None:
             return {"ok": True}
@@ -230,7 +228,7 @@ async def update_device(
     if name is None and notes is None:
         raise bad_request("name: one of name or notes is required")
     async with store.write() as session:
-        row = await load_authorized(session, caller, device_id, Action.DEVICE_EDIT)
+        row = await load_device(session, caller, device_id, Action.DEVICE_EDIT)
         device = row.device
         reply: dict[str, Any] = {"id": device.id}
         if name is not None:

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fermion.cloud.credentials import Argon2Busy
 from fermion.cloud.domain.permissions import PermissionDenied
-from fermion.errors import FermionError, KeyFormatError
+from fermion.errors import FermionError, KeyFormatError, NotAllowed, NotFound
 
 log = logging.getLogger("fermion.cloud.api")
 
@@ -117,6 +117,14 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(KeyFormatError)
     async def _bad_key(request: Request, exc: KeyFormatError) -> JSONResponse:
         return error_response(request.url.path, 400, str(exc))
+
+    @app.exception_handler(NotFound)
+    async def _missing(request: Request, exc: NotFound) -> JSONResponse:
+        return error_response(request.url.path, 404, str(exc))
+
+    @app.exception_handler(NotAllowed)
+    async def _not_allowed(request: Request, exc: NotAllowed) -> JSONResponse:
+        return error_response(request.url.path, 403, str(exc))
 
     @app.exception_handler(FermionError)
     async def _fermion(request: Request, exc: FermionError) -> JSONResponse:

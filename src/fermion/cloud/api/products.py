@@ -13,17 +13,15 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 
-from fermion.cloud.api.auth import Caller, CallerDep, StoreDep, actor_in_product, request_id
+from fermion.cloud.api.auth import Caller, CallerDep, StoreDep, request_id
 from fermion.cloud.api.errors import bad_request
 from fermion.cloud.api.fields import body_fields, text_field
 from fermion.cloud.api.product_access import (
     Standing,
-    check_in_product,
-    find_product,
+    load_product,
+    load_product_device,
     paging,
-    product_device,
     product_owner_email,
-    standing,
     total_pages,
 )
 from fermion.cloud.api.views import device_json, iso
@@ -140,7 +138,7 @@ async def list_products(caller: CallerDep, store: StoreDep) -> dict[str, Any]:
 @router.get("/v1/products/{product}", summary="One product, by numeric id or slug")
 async def get_product(product: str, caller: CallerDep, store: StoreDep) -> dict[str, Any]:
     async with store.read() as session:
-        st = await standing(session, caller, product, Action.PRODUCT_VIEW)
+        st = await load_product(session, caller, product, Action.PRODUCT_VIEW)
         owner = await product_owner_email(session, st.product.id)
         return {"product": product_json(st.product, owner)}
 
@@ -170,7 +168,7 @@ async def list_product_devices(
     if sort_dir is not None and sort_dir not in ("asc", "desc"):
         raise bad_request(f"sortDir: {sort_dir!r} is not one of asc, desc")
     async with store.read() as session:
-        st = await standing(session, caller, product, Action.DEVICE_VIEW)
+        st = await load_product(session, caller, product, Action.DEVICE_VIEW)
         conditions: list[Any] = [Device.product_id == st.product.id]
         if st.actor is Principal.CUSTOMER:
             conditions.append(Device.owner_customer_id == caller.customer_id)
@@ -293,7 +291,7 @@ async def import_devices(
     }
     rid = request_id(request)
     async with store.write() as session:
-        st = await standing(session, caller, product, Action.DEVICE_ADD)
+        st = await load_product(session, caller, product, Action.DEVICE_ADD)
         claim_user_id = await _claim_user(session, st, claim_user)
         platform = BY_ID.get(st.product.platform_id)
         transport = platform.transport if platform else Transport.TCP
@@ -399,42 +397,12 @@ async def _claim_user(session: AsyncSession, st: Standing, email: str | None) ->
     return user_id
 
 
-async def _device_standing(
-    session: AsyncSession,
-    caller: Caller,
-    product: str,
-    device_id: str,
-    action: Action,
-    *,
-    for_update: bool = False,
-) -> tuple[Standing, DeviceRow]:
-    """The caller's standing toward one product device, checked against ``action``.
-
-    The permission is decided before the device is looked up for anyone with no standing, so
-    an outsider learns nothing about which devices exist; a user off the team who owns the
-    device acts as its owner.
-    """
-    found = await find_product(session, product)
-    actor = await actor_in_product(session, caller, found.id)
-    also = None
-    wanted = parse_device_id(device_id)
-    if actor is None and caller.kind is OwnerKind.USER and wanted is not None:
-        owner = await session.scalar(
-            select(Device.owner_user_id).where(Device.id == wanted, Device.product_id == found.id)
-        )
-        if owner is not None and owner == caller.user_id:
-            also = Principal.DEVICE_OWNER
-    check_in_product(found, product, actor, action, also)
-    st = Standing(found, actor, caller.label, caller=caller)
-    return st, await product_device(session, st, device_id, for_update=for_update)
-
-
 @router.get("/v1/products/{product}/devices/{device_id}", summary="One device in the product")
 async def get_product_device(
     product: str, device_id: str, caller: CallerDep, store: StoreDep
 ) -> dict[str, Any]:
     async with store.read() as session:
-        _, row = await _device_standing(session, caller, product, device_id, Action.DEVICE_VIEW)
+        _, row = await load_product_device(session, caller, product, device_id, Action.DEVICE_VIEW)
         return product_device_json(row)
 
 
@@ -463,7 +431,7 @@ async def update_product_device(
     if name is None and notes is None and not any(k in fields for k in _ACCEPTED_NOOP):
         raise bad_request("name: is required (or notes)")
     async with store.write() as session:
-        st, row = await _device_standing(
+        st, row = await load_product_device(
             session, caller, product, device_id, Action.DEVICE_EDIT, for_update=True
         )
         device = row.device
@@ -500,7 +468,7 @@ async def remove_product_device(
 ) -> Response:
     rid = request_id(request)
     async with store.write() as session:
-        st, row = await _device_standing(
+        st, row = await load_product_device(
             session, caller, product, device_id, Action.DEVICE_REMOVE, for_update=True
         )
         device = row.device
@@ -548,7 +516,7 @@ async def unclaim_product_device(
     product: str, device_id: str, request: Request, caller: CallerDep, store: StoreDep
 ) -> dict[str, Any]:
     async with store.write() as session:
-        st, row = await _device_standing(
+        st, row = await load_product_device(
             session, caller, product, device_id, Action.DEVICE_UNCLAIM, for_update=True
         )
         device = row.device

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from fermion.cloud.api.access import device_id_param, device_standing
+from fermion.cloud.api.access import device_actors, device_id_param
 from fermion.cloud.api.auth import (
     Caller,
     CallerDep,
@@ -298,7 +298,7 @@ async def _may_upload(tx: Runner, caller: Caller, device: _Device, product_ref: 
         if device.product_id is not None
         else None
     )
-    actor, also = device_standing(
+    actor, also = device_actors(
         caller, in_product, device.product_id, device.owner_user_id, device.owner_customer_id
     )
     if actor is None and also is None:

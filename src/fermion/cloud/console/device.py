@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fermion.cloud.api.access import standing
+from fermion.cloud.api.access import device_standing
 from fermion.cloud.api.audit import device_trail
 from fermion.cloud.api.auth import Caller
 from fermion.cloud.api.views import candidate_addresses, candidate_summary, fp
@@ -167,7 +167,7 @@ class DeviceView:
 
 async def load_device_view(session: AsyncSession, caller: Caller, row: DeviceRow) -> DeviceView:
     device = row.device
-    actor, also = await standing(session, caller, device)
+    actor, also = await device_standing(session, caller, device)
     can = permitted(actor, SHOWN_ACTIONS, also=also)
     health = await session.scalar(select(HEALTH).where(Device.id == device.id))
     product = await session.get(Product, device.product_id) if device.product_id else None

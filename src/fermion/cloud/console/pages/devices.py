@@ -14,7 +14,7 @@ from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.datastructures import UploadFile
 
-from fermion.cloud.api.access import load_authorized
+from fermion.cloud.api.access import load_device
 from fermion.cloud.api.errors import ApiError
 from fermion.cloud.console import apicall
 from fermion.cloud.console.device import add_activity, load_device_view
@@ -45,7 +45,7 @@ async def _device_page(
     message: str | None = None,
 ) -> HTMLResponse:
     async with request.app.state.store.read() as db:
-        row = await load_authorized(db, session.caller, device_id, Action.DEVICE_VIEW)
+        row = await load_device(db, session.caller, device_id, Action.DEVICE_VIEW)
         view = await load_device_view(db, session.caller, row)
     add_activity(view, getattr(request.app.state, "devices", None))
     return render(
@@ -71,7 +71,7 @@ async def device_page(request: Request, device_id: str, session: SessionDep) -> 
 @router.get("/devices/{device_id}/status")
 async def device_status(request: Request, device_id: str, session: SessionDep) -> Response:
     async with request.app.state.store.read() as db:
-        row = await load_authorized(db, session.caller, device_id, Action.DEVICE_VIEW)
+        row = await load_device(db, session.caller, device_id, Action.DEVICE_VIEW)
         view = await load_device_view(db, session.caller, row)
     return JSONResponse(view.status(), headers={"Cache-Control": "no-store"})
 
@@ -134,7 +134,7 @@ async def _device_product_slug(
 ) -> str | None:
     """The slug of the device's product, for the product routes of the API (None: no product)."""
     async with request.app.state.store.read() as db:
-        row = await load_authorized(db, session.caller, device_id, Action.DEVICE_VIEW)
+        row = await load_device(db, session.caller, device_id, Action.DEVICE_VIEW)
         if row.device.product_id is None:
             return None
         product = await db.get(Product, row.device.product_id)
@@ -199,7 +199,7 @@ async def repair(request: Request, device_id: str, session: SessionDep) -> Respo
             errors={"public_key": f"public_key: {upload.filename} is too large for a public key"},
         )
     async with request.app.state.store.read() as db:
-        row = await load_authorized(db, session.caller, device_id, Action.DEVICE_VIEW)
+        row = await load_device(db, session.caller, device_id, Action.DEVICE_VIEW)
     algorithm = TRANSPORT_ALGORITHM.get(row.device.transport)
     data = {
         "publicKey": raw.decode("utf-8", "replace"),

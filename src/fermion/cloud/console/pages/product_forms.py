@@ -10,8 +10,7 @@ from urllib.parse import quote
 from fastapi import Request, Response
 from fastapi.responses import HTMLResponse
 
-from fermion.cloud.api.product_access import Standing
-from fermion.cloud.api.product_access import standing as product_standing
+from fermion.cloud.api.product_access import Standing, load_product
 from fermion.cloud.console import apicall
 from fermion.cloud.console.session import ConsoleSession, LoginRequired
 from fermion.cloud.console.web import PRODUCT_NAV, error_page, permitted, redirect, render
@@ -23,7 +22,7 @@ async def product_of(
 ) -> Standing:
     """The product ``ref`` names, with the caller's standing in it, checked against ``action``."""
     async with request.app.state.store.read() as db:
-        return await product_standing(db, session.caller, ref, action)
+        return await load_product(db, session.caller, ref, action)
 
 
 async def product_page(
