@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test test-unit test-integration test-compat compat-clients lint format bench clean
+.PHONY: up test test-unit test-integration test-compat compat-clients lint format bench clean screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,12 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The console's screenshots in docs/images and the README, taken by its browser tests; a plain
+# test run leaves them alone so that `make test` leaves the checkout clean.
+screenshots: $(STAMP)
+	FERMION_SCREENSHOTS=1 $(BIN)/pytest tests/integration/console/test_console.py \
+		tests/integration/console/test_console_rough_edges.py -q
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
