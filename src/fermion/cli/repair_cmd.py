@@ -1049,23 +1049,25 @@ def _backup_slot(folder: Path, did: str, transport: Transport, slot: bytes) -> P
 # --- registration --------------------------------------------------------------------------
 
 
+_registered = False
+
+
 def register(app: typer.Typer) -> None:
-    """Add the cloud-facing commands to the ``keys`` app already mounted on ``app``."""
-    keys_app = None
-    for group in app.registered_groups:
-        if group.name == "keys":
-            keys_app = group.typer_instance
-    if keys_app is None or getattr(keys_app, "_fermion_repair", False):
+    """Add the cloud-facing commands to the ``keys`` app (``keys_cmd.app``, mounted on ``app``).
+
+    Only Typer's public ``command()``: ``keys server`` is registered again, wrapping the offline
+    one; Typer builds the click group from the registered commands in order, so the later
+    ``server`` is the one ``fermion keys server`` runs and lists.
+    """
+    global _registered
+    del app  # the keys app is keys_cmd's own; ``app`` is where main() mounted it
+    if _registered:
         return  # main() may mount more than once in one process (tests)
-    keys_app._fermion_repair = True  # type: ignore[attr-defined]
-    original = None
-    for info in list(keys_app.registered_commands):
-        name = info.name or (info.callback.__name__ if info.callback else None)
-        if name == "server" and info.callback is not None:
-            original = info.callback
-            keys_app.registered_commands.remove(info)
-    if original is not None:
-        keys_app.command("server")(wrap_server(original))
+    _registered = True
+    from fermion.cli import keys_cmd
+
+    keys_app = keys_cmd.app
+    keys_app.command("server")(wrap_server(keys_cmd.server))
     keys_app.command("send")(send)
     keys_app.command("approve")(approve)
     keys_app.command("reject")(reject)
