@@ -4,7 +4,7 @@ The seed document names one procedure per kind of device (development device, pr
 claimed to one account, unclaimed product device, two-legged customer device). Which one
 applies depends only on who owns the device, whether it is in a product, the caller's standing
 in that product, what the cloud knows of its connection, and where the new key comes from. No
-I/O happens here: ``fermion.cloud.repairs`` gathers the facts on the server (the caller's real
+I/O happens here: ``fermion.cloud.api.repairs`` gathers the facts on the server (the caller's real
 standing from the permission table) and ``GET /v1/devices/:id/repair_plan`` returns the plan;
 ``fermion keys repair``, ``keys doctor``, the console and the provisioning refusal render it.
 """
