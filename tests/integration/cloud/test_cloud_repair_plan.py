@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cloud_harness import Cloud, device_pub_pem, new_device_id
+from cloud_harness import Cloud, Server, device_pub_pem, free_port, new_device_id, running_server
+
+
+@pytest.fixture(scope="module")
+def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    # A device port of its own: with the default one (5683) taken by another server on this
+    # machine, the device server would not run, and every plan would say it cannot wait.
+    args = ["--device-port", str(free_port())]
+    with running_server(backend, tmp_path_factory, "repair-plan", args) as srv:
+        yield srv
 
 
 def _plan(cloud: Cloud, token: str, device: str, **params: str) -> dict[str, Any]:
@@ -142,3 +152,19 @@ def test_the_provisioning_refusal_quotes_the_plan(cloud: Cloud) -> None:
     # One text source: the refusal says the planner's own words for the caller's plan.
     for step in plan["steps"]:
         assert step["text"].replace("the given key", "") in message.replace("the given key", "")
+
+
+def test_the_product_variant_needs_the_device_in_that_product(cloud: Cloud) -> None:
+    owner = cloud.user()
+    token = cloud.token_for(owner)
+    product, other = cloud.product(owner), cloud.product(owner)
+    device = new_device_id()
+    cloud.provision(token, device, product_id=product)
+    with cloud.http(token) as h:
+        reply = h.get(
+            f"/v1/products/{product}/devices/{device}/repair_plan", params={"key": "file"}
+        )
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["steps"] == _plan(cloud, token, device, key="file")["steps"]
+        assert h.get(f"/v1/products/{other}/devices/{device}/repair_plan").status_code == 404
+        assert h.get(f"/v1/products/nosuch/devices/{device}/repair_plan").status_code == 404

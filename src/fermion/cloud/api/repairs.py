@@ -37,7 +37,7 @@ from fermion.cloud.store.models import (
     KeyCandidate,
     KeyHealth,
 )
-from fermion.cloud.store.queries import DeviceRow, device_row
+from fermion.cloud.store.queries import DeviceRow, device_row, product_by_id_or_slug
 
 router = APIRouter(tags=["fermion"])
 
@@ -124,16 +124,22 @@ async def repair_plan_for(
     key_given: KeyGiven = KeyGiven.PRESENTED,
     particle_compatible: bool = False,
     served: Collection[str] = frozenset({"tcp"}),
+    product: str | None = None,
 ) -> RepairPlanView:
     """The repair plan of ``device_id`` for ``caller``: the one function every surface calls.
 
     Raises the usual 404 when the caller has no standing toward the device at all. ``served``
     is ``served_transports(request)``: a device whose transport no device server speaks cannot
-    come online here, so the plan does not wait for it.
+    come online here, so the plan does not wait for it. ``product``: the device must be in that
+    product (id or slug), as ``/v1/products/:product/devices/:id`` asks; else the same 404.
     """
     row = await device_row(session, device_id_param(device_id, "device_id"))
     if row is None:
         raise not_found(f"device {device_id} not found")
+    if product is not None:
+        found = await product_by_id_or_slug(session, product)
+        if found is None or row.device.product_id != found.id:
+            raise not_found(f"device {row.device.id} not found in product {product}")
     actor, also = await standing(session, caller, row.device)
     if actor is None and also is None:
         raise not_found(f"device {row.device.id} not found")
@@ -281,5 +287,34 @@ async def get_repair_plan(
             key_given=key,
             particle_compatible=particle_compatible,
             served=served_transports(request),
+        )
+    return view.to_json()
+
+
+@router.get(
+    "/v1/products/{product}/devices/{device_id}/repair_plan",
+    summary="The repair plan of a product's device, for the caller (Fermion; changes nothing)",
+    description="`GET /v1/devices/:id/repair_plan` for a device that must be in this product.",
+)
+async def get_product_repair_plan(
+    product: str,
+    device_id: str,
+    request: Request,
+    caller: CallerDep,
+    store: StoreDep,
+    key: KeyGiven = Query(KeyGiven.PRESENTED, description="presented or file"),
+    particle_compatible: bool = Query(
+        False, description="Customer devices: Particle's unclaim, send, token, claim back"
+    ),
+) -> dict[str, Any]:
+    async with store.read() as session:
+        view = await repair_plan_for(
+            session,
+            caller,
+            device_id,
+            key_given=key,
+            particle_compatible=particle_compatible,
+            served=served_transports(request),
+            product=product,
         )
     return view.to_json()
