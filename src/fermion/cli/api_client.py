@@ -383,6 +383,13 @@ class ApiClient:
             return list(body.get("candidates", []))
         return list(body)
 
+    def repair_plan(
+        self, device_id: str, key: str = "presented", particle_compatible: bool = False
+    ) -> dict[str, Any]:
+        """The cloud's repair plan for this device and caller (Fermion; changes nothing)."""
+        params = {"key": key, "particle_compatible": "true" if particle_compatible else "false"}
+        return dict(self.request("GET", f"/v1/devices/{device_id}/repair_plan", params=params))
+
     def decide_candidate(
         self, device_id: str, decision: str, fingerprint: str | None = None
     ) -> dict[str, Any]:
