@@ -18,7 +18,7 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fermion.cloud.api.access import device_id_param, standing
+from fermion.cloud.api.access import device_id_param, device_standing
 from fermion.cloud.api.auth import Caller, CallerDep, StoreDep
 from fermion.cloud.api.errors import not_found
 from fermion.cloud.api.server_keys import device_server_address
@@ -140,7 +140,7 @@ async def repair_plan_for(
         found = await product_by_id_or_slug(session, product)
         if found is None or row.device.product_id != found.id:
             raise not_found(f"device {row.device.id} not found in product {product}")
-    actor, also = await standing(session, caller, row.device)
+    actor, also = await device_standing(session, caller, row.device)
     if actor is None and also is None:
         raise not_found(f"device {row.device.id} not found")
     candidate = None
