@@ -245,6 +245,26 @@ def test_key_upload_malformed_shows_error_and_changes_nothing_then_repairs(
     assert after["customer"] == CUSTOMER  # the claim is kept
 
 
+def test_device_page_shows_the_clouds_repair_plan_and_offers_only_its_repair(
+    cloud: Cloud, playwright: Any
+) -> None:
+    # An unclaimed product device is repaired by sending its key (the plan says so), not by
+    # the atomic "keep the claim" repair, which the page offers only when the plan is that.
+    device = cloud.provision(OWNER, "1d0034000fffffffffff4015", "unclaimed-one")
+    present_key(cloud, device, brownout_key(), proven=True)
+    claimed = cloud.provision(OWNER, "1d0034000fffffffffff4016", "claimed-one")
+    cloud.claim_for_customer(CUSTOMER, claimed.id)
+    with browser_context(playwright) as browser:
+        page = browser.new_page()
+        log_in(page, cloud, DEVELOPER, f"/console/devices/{device.id}")
+        panel = page.locator(".repair-plan")
+        expect(panel).to_contain_text("Repair plan")
+        expect(panel.locator("li").first).to_be_visible()
+        expect(page.get_by_role("button", name=re.compile("Repair key"))).to_have_count(0)
+        page.goto(cloud.url + f"/console/devices/{claimed.id}")
+        expect(page.get_by_role("button", name=re.compile("Repair key"))).to_have_count(1)
+
+
 def test_phone_width_pages_fit_and_read_without_colour(cloud: Cloud, playwright: Any) -> None:
     device = cloud.provision(OWNER, "1d0034000fffffffffff4006", "pocket")
     present_key(cloud, device, brownout_key(), proven=False)

@@ -1,8 +1,9 @@
 """A device's page: its key health, the key it presented, its history, and the changes a
 team member may make (approve, reject, rename, repair, unclaim, remove), each as its API call.
 
-The repair offered here is the atomic one (``keys/repair``); which repair a device needs is
-decided by the server's repair plan, which the console is to render once it exists.
+Which repair a device needs is the server's repair plan (``api.repairs.repair_plan_for``, the
+one the CLI runs): the page shows its steps for the key the device presented, and offers the
+atomic repair upload only where the plan for an uploaded key is that repair.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from starlette.datastructures import UploadFile
 
 from fermion.cloud.api.access import load_device
 from fermion.cloud.api.errors import ApiError
+from fermion.cloud.api.repairs import KeyGiven, repair_plan_for, served_transports
 from fermion.cloud.console import apicall
 from fermion.cloud.console.device import add_activity, load_device_view
 from fermion.cloud.console.session import ConsoleSession, LoginRequired
@@ -30,6 +32,7 @@ from fermion.cloud.console.web import (
 )
 from fermion.cloud.domain.keypolicy import TRANSPORT_ALGORITHM
 from fermion.cloud.domain.permissions import Action
+from fermion.cloud.domain.repair_plan import StepKind
 from fermion.cloud.store.models import Product
 
 router = area_router()
@@ -47,7 +50,13 @@ async def _device_page(
     async with request.app.state.store.read() as db:
         row = await load_device(db, session.caller, device_id, Action.DEVICE_VIEW)
         view = await load_device_view(db, session.caller, row)
+        served = served_transports(request)
+        plan = await repair_plan_for(db, session.caller, row.device.id, served=served)
+        with_file = await repair_plan_for(
+            db, session.caller, row.device.id, key_given=KeyGiven.FILE, served=served
+        )
     add_activity(view, getattr(request.app.state, "devices", None))
+    offers_atomic = any(s.kind is StepKind.ATOMIC_REPAIR for s in with_file.plan.steps)
     return render(
         request,
         "device.html",
@@ -57,6 +66,8 @@ async def _device_page(
         product=view.product,
         role=view.role,
         can=view.can,
+        plan=plan.plan,
+        offers_atomic=offers_atomic,
         section="fleet",
         errors=errors or {},
         error=message,
