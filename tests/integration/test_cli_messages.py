@@ -45,9 +45,7 @@ def test_help_texts_have_no_rst_markup_nor_the_seed() -> None:
         texts = [command.help or "", command.short_help or ""]
         texts += [getattr(p, "help", None) or "" for p in command.params]
         for text in texts:
-            # `keys repair`'s "the seed's steps" lives in repair_cmd.py, which another change
-            # rewrites; every other help text must already be clean.
-            if "``" in text or ("seed's" in text and path != "fermion keys repair"):
+            if "``" in text or "seed's" in text:
                 found.append(f"{path}: {text}")
     assert not found, "\n".join(found)
 
@@ -149,3 +147,11 @@ def test_sim_create_many_prints_a_summary_not_a_line_each(
     ids = run("sim", "create", "-p", "photon", "-n", "3", "-q", cwd=tmp_path).stdout.split()
     assert len(ids) == 3 and all(len(i) == 24 for i in ids)
     assert len(run_json("sim", "list", cwd=tmp_path)) == 15
+
+
+def test_a_missing_key_file_is_named_without_a_made_up_alternative(tmp_path: Path) -> None:
+    device = "1d0034000fffffffffff4017"
+    named = error_line(run("keys", "send", device, "nonexistent.pem", cwd=tmp_path, expect=1))
+    assert "nonexistent.pem: no such key file" in named and ".pem.pub.pem" not in named
+    bare = error_line(run("keys", "send", device, "mykey", cwd=tmp_path, expect=1))
+    assert "mykey: no such key file (nor mykey.pub.pem)" in bare

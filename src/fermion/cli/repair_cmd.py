@@ -92,7 +92,10 @@ def _read_key_arg(path: Path, device_id: str) -> LoadedKey:
         if alt.exists():
             path = alt
         else:
-            raise KeyFormatError(f"{path}: no such key file (nor {alt.name})")
+            # FILE.pub.pem is worth naming only for a bare name (particle-cli's `keys send ID
+            # mykey`); "x.pem.pub.pem" would only confuse.
+            also = "" if path.suffix else f" (nor {alt.name})"
+            raise KeyFormatError(f"{path}: no such key file{also}")
     return load_key_file(path)
 
 

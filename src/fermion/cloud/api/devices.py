@@ -17,7 +17,7 @@ from fermion.cloud.api.auth import (
     action_by,
     actor_in_product,
 )
-from fermion.cloud.api.errors import ApiError, bad_request, not_found
+from fermion.cloud.api.errors import ApiError, bad_request, not_found, someone_elses
 from fermion.cloud.api.fields import body_doc, body_fields, text_field
 from fermion.cloud.api.views import device_json, iso
 from fermion.cloud.domain.permissions import Action, check
@@ -26,7 +26,6 @@ from fermion.cloud.store.queries import device_and_role, device_list, device_row
 
 router = APIRouter(tags=["devices"])
 
-BELONGS_TO_SOMEONE_ELSE = "That belongs to someone else."
 _ID_FORM = {
     "requestBody": {
         "content": {
@@ -86,10 +85,6 @@ async def get_device(device_id: str, caller: CallerDep, store: StoreDep) -> dict
     return device_json(row)
 
 
-def _someone_else() -> ApiError:
-    return ApiError(403, BELONGS_TO_SOMEONE_ELSE, errors=[BELONGS_TO_SOMEONE_ELSE])
-
-
 @router.post(
     "/v1/devices",
     summary="Claim a device",
@@ -124,14 +119,14 @@ async def claim_device(request: Request, caller: CallerDep, store: StoreDep) -> 
             if device.owner_customer_id == caller.customer_id:
                 return _claimed(device_id)
             if device.owner_customer_id is not None or device.owner_user_id is not None:
-                raise _someone_else()
+                raise someone_elses()
             product_acting = await _minted_by_the_product(session, caller)
             new_owner = {"customer_id": caller.customer_id}
         else:
             if device.owner_user_id == caller.user_id:
                 return _claimed(device_id)
             if device.owner_customer_id is not None or device.owner_user_id is not None:
-                raise _someone_else()
+                raise someone_elses()
             if device.product_id is not None:
                 actor = await actor_in_product(session, caller, device.product_id)
                 if actor is None:

@@ -45,6 +45,14 @@ class ApiError(Exception):
         self.extra = extra
 
 
+# Particle's words when a device is someone else's (its `errors` list, which particle-cli prints).
+BELONGS_TO_SOMEONE_ELSE = "That belongs to someone else."
+
+
+def someone_elses(message: str = BELONGS_TO_SOMEONE_ELSE) -> ApiError:
+    return ApiError(403, message, errors=[BELONGS_TO_SOMEONE_ELSE])
+
+
 def unauthorized(message: str = "The access token provided is invalid.") -> ApiError:
     return ApiError(401, message, code="invalid_token")
 

@@ -18,7 +18,13 @@ from fermion.cloud.api.auth import (
     actor_in_product,
     request_id,
 )
-from fermion.cloud.api.errors import ApiError, bad_request, not_found
+from fermion.cloud.api.errors import (
+    BELONGS_TO_SOMEONE_ELSE,
+    ApiError,
+    bad_request,
+    not_found,
+    someone_elses,
+)
 from fermion.cloud.api.fields import body_fields, text_field
 from fermion.cloud.api.repairs import GIVEN_KEY, device_facts, plan_text
 from fermion.cloud.api.views import fp
@@ -307,10 +313,8 @@ async def _may_upload(tx: Runner, caller: Caller, device: _Device, product_ref: 
         caller, in_product, device.product_id, device.owner_user_id, device.owner_customer_id
     )
     if actor is None and also is None:
-        raise ApiError(
-            403,
-            f"device {device.id}: That belongs to someone else; its key was not changed",
-            errors=["That belongs to someone else."],
+        raise someone_elses(
+            f"device {device.id}: {BELONGS_TO_SOMEONE_ELSE.rstrip('.')}; its key was not changed"
         )
     check(actor, Action.KEY_UPLOAD, device.product_id, also=also)
     if device.owner_customer_id is not None:
