@@ -310,7 +310,10 @@ def _create_devices(demo: Demo, clients: dict[str, Any]) -> None:
             write_server_key_file(image, transport, formatted.data)
             sim.save_image(image)
         else:
-            dev.note = f"this cloud has no {transport.value.upper()} server key yet"
+            dev.note = (
+                f"this cloud has no {transport.value.upper()} server yet, so the device cannot "
+                "connect: its repair fixes the keys and exits 3 saying what is left to do"
+            )
         boot(sim)
         dev.id = sim.id
         public = public_key_pem(_device_public(sim)).decode()
