@@ -59,10 +59,11 @@ def free_port() -> int:
 
 
 async def _setup_store(url: str, devices: list[tuple[str, bytes]]) -> bytes:
+    from fermion.cloud.keyops import NewKey, append_key_version
     from fermion.cloud.serverkeys import ensure_server_key
     from fermion.cloud.store import Store, upgrade_async
-    from fermion.cloud.store.models import Device, DeviceKey
-    from fermion.keys import fingerprint_der
+    from fermion.cloud.store.models import Device
+    from fermion.keys import Algorithm, fingerprint_der
 
     await upgrade_async(url)
     store = Store(url)
@@ -70,22 +71,20 @@ async def _setup_store(url: str, devices: list[tuple[str, bytes]]) -> bytes:
     async with store.write() as session:
         for device_id, _der in devices:
             session.add(Device(id=device_id, platform_id=6))
-        await session.flush()
+    # Through the one key write (keyops), as an import would.
+    async with store.direct_write() as runner:
         for device_id, der in devices:
-            key = DeviceKey(
-                device_id=device_id,
-                version=1,
-                algorithm="rsa",
-                der=der,
-                fingerprint=fingerprint_der(der).hex,
+            await append_key_version(
+                runner,
+                device_id,
+                None,
+                NewKey(Algorithm.RSA, der, fingerprint_der(der).hex),
                 source="import",
-                created_by="bench",
+                actor="bench",
+                action="key.import",
+                request_id=None,
+                current_fingerprint=None,
             )
-            session.add(key)
-            await session.flush()
-            device = await session.get(Device, device_id)
-            assert device is not None
-            device.current_key_id = key.id
     await store.close()
     return row.public_der
 

@@ -117,6 +117,16 @@ class KeyVersion:
     at: datetime
 
 
+async def settle_candidate(
+    runner: Runner, device_id: str, fingerprint: str, *, actor: str, at: datetime
+) -> None:
+    """A person vouched for ``fingerprint`` as the device's key: its pending presentation (if
+    any) is approved. The one place a candidate is approved; ``append_key_version`` calls it."""
+    await runner.execute(
+        _SETTLE, {"_device_id": device_id, "_fingerprint": fingerprint, "_actor": actor, "_now": at}
+    )
+
+
 async def append_key_version(
     runner: Runner,
     device_id: str,
@@ -154,10 +164,7 @@ async def append_key_version(
     key_id, version = row[0], row[1]
     keywatch.key_changed(runner, device_id)
     await runner.execute(_POINT, {"_device_id": device_id, "_key_id": key_id, "_now": now})
-    await runner.execute(
-        _SETTLE,
-        {"_device_id": device_id, "_fingerprint": key.fingerprint, "_actor": actor, "_now": now},
-    )
+    await settle_candidate(runner, device_id, key.fingerprint, actor=actor, at=now)
     await record_now(
         runner,
         actor,

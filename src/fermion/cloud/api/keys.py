@@ -16,8 +16,9 @@ from fermion.cloud.api.views import candidate_json, candidate_summary, fp, key_j
 from fermion.cloud.domain.keypolicy import parse_device_public_key, require_fits_device
 from fermion.cloud.domain.permissions import Action
 from fermion.cloud.keyhistory import EarlierVersion, earlier_versions
-from fermion.cloud.keyops import set_device_key
+from fermion.cloud.keyops import set_device_key, settle_candidate
 from fermion.cloud.store.audit import record
+from fermion.cloud.store.direct import SessionRunner
 from fermion.cloud.store.models import CandidateStatus, DeviceKey, KeyCandidate, KeySource, utcnow
 from fermion.keys import load_key
 
@@ -93,8 +94,6 @@ async def _decide(
         if candidate.status != CandidateStatus.PENDING:
             raise ApiError(409, f"candidate {candidate_id} is already {candidate.status}")
         now = utcnow()
-        candidate.decided_by = caller.label
-        candidate.decided_at = now
         rid = request_id(request)
         detail = {
             "candidate_id": candidate.id,
@@ -104,7 +103,7 @@ async def _decide(
         if approve:
             key = load_key(candidate.der, f"candidate {candidate.id}")
             require_fits_device(key, row.device.id, row.device.transport, "candidate")
-            await set_device_key(
+            new = await set_device_key(
                 session,
                 row.device,
                 key,
@@ -115,9 +114,20 @@ async def _decide(
                 current_fingerprint=row.key_fingerprint,
                 detail=detail,
             )
-            candidate.status = CandidateStatus.APPROVED
+            if new is None:  # already the current key: nothing appended, so nothing settled
+                await settle_candidate(
+                    SessionRunner(session),
+                    row.device.id,
+                    candidate.fingerprint,
+                    actor=caller.label,
+                    at=now,
+                )
+            # keyops settled the row with a Core statement: read back what it wrote.
+            await session.refresh(candidate)
         else:
             candidate.status = CandidateStatus.REJECTED
+            candidate.decided_by = caller.label
+            candidate.decided_at = now
             record(
                 session,
                 caller.label,

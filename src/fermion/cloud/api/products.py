@@ -40,7 +40,7 @@ from fermion.cloud.store.models import (
     User,
     utcnow,
 )
-from fermion.cloud.store.queries import DeviceRow, device_rows
+from fermion.cloud.store.queries import DeviceRow, as_device_row, device_rows
 from fermion.ids import parse_device_id
 
 router = APIRouter(tags=["products"])
@@ -182,7 +182,7 @@ async def list_product_devices(
                 .offset((page - 1) * per_page)
             )
         ).all()
-        devices = [DeviceRow(r[0], r[1] or r[2], r[2], r[3], r[4]) for r in rows]
+        devices = [as_device_row(r) for r in rows]
         customer_ids = {d.device.owner_customer_id for d in devices} - {None}
         customers = []
         if customer_ids:

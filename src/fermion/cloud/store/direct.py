@@ -13,6 +13,11 @@ upload runs its statements here:
 - rows come back through the selected columns' result processors, as from a session (UTC
   datetimes, booleans from SQLite's integers...).
 
+Both sets of processors come from public APIs (``TypeEngine.dialect_impl(dialect)``'s
+``bind_processor``/``result_processor``, a statement's ``exported_columns``), looked up once per
+statement, so nothing here depends on SQLAlchemy's private compiler attributes;
+tests/integration/cloud/test_cloud_store_direct.py checks that both paths store and read alike.
+
 A driver error that is an integrity violation is raised as SQLAlchemy's ``IntegrityError``, as
 through a session, so callers handle both paths alike.
 """
@@ -129,16 +134,21 @@ class Compiled:
                 generated[column.key] = functools.partial(default.arg, None)
             else:
                 raise ValueError(f"{column}: default {default!r} is not supported here")
-        procs = compiled._bind_processors  # the processors an execution through SQLAlchemy runs
+        # The processors an execution through SQLAlchemy runs, from public type APIs only:
+        # each type's implementation for this dialect, asked for its bind/result processor.
+        processors = tuple(
+            binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+        )
         results = tuple(
-            entry.type._cached_result_processor(dialect, None) for entry in compiled._result_columns
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in _returned_columns(stmt)
         )
         return cls(
             str(compiled),
             names,
             defaults,
             generated,
-            tuple(procs.get(n) for n in names),
+            processors,
             results if any(results) else None,
         )
 
@@ -164,6 +174,14 @@ class Compiled:
                     raise KeyError(f"a value is required for bind parameter {name!r}") from None
             out.append(value if process is None else process(value))
         return out
+
+
+def _returned_columns(stmt: Executable) -> Sequence[Any]:
+    """The columns a statement's rows hold: a SELECT's, or a DML statement's RETURNING."""
+    columns = getattr(stmt, "exported_columns", None)
+    if columns is None:
+        raise ValueError(f"no result columns known for {type(stmt).__name__}")
+    return list(columns)
 
 
 class Direct:

@@ -38,14 +38,15 @@ from fermion.cloud.store.direct import (
     sqlite_reads,
     sqlite_transaction,
 )
-from fermion.cloud.store.sqlite_inline import PRAGMAS, connect_factory, open_writer
+from fermion.cloud.store.sqlite_inline import PRAGMAS, open_writer
 
 _BEGIN_OPTION = "fermion_begin"
 T = TypeVar("T")
 
 
-def _inline_sqlite(url: str, kwargs: dict[str, Any]) -> bool:
-    """Whether ``make_engine`` runs this SQLite database on the loop's thread."""
+def _sqlite_file(url: str, kwargs: dict[str, Any]) -> bool:
+    """Whether this SQLite database is a file the store may open plain sqlite3 connections to
+    (the direct path: ``store.direct``), beside the engine's."""
     database = make_url(url).database
     return bool(database) and database != ":memory:" and "async_creator" not in kwargs
 
@@ -69,9 +70,6 @@ def private_sqlite_file(url: str) -> None:
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if not url.startswith("sqlite"):
         return create_async_engine(url, pool_pre_ping=False, **kwargs)
-    if _inline_sqlite(url, kwargs):
-        # Statements run on the loop's thread instead of aiosqlite's (see sqlite_inline).
-        kwargs["async_creator"] = connect_factory(make_url(url).database or "")
     engine = create_async_engine(url, **kwargs)
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -99,7 +97,7 @@ class Store:
         self.is_sqlite = url.startswith("sqlite")
         # Hot paths run on the driver connection where we know the driver (see store.direct).
         self._direct = (
-            _inline_sqlite(url, engine_kwargs)
+            _sqlite_file(url, engine_kwargs)
             if self.is_sqlite
             else url.startswith("postgresql+asyncpg")
         )
