@@ -6,12 +6,15 @@ suite edits ``sys.path``. The suites' own harness modules (``cloud_harness``, ``
 
 - ``Server``: one ``fermion serve`` process (ports, data directory, readiness, log, stop);
   ``running_server`` for a module's server on a fresh database of a backend.
-- ``Cloud``: a running cloud and the shortcuts every suite needs (HTTP client, store calls).
+- ``Cloud``: a running cloud and the shortcuts every suite needs (HTTP client, store calls,
+  its app in process over the same database for what only a test injects, as a clock).
+- ``FakeClock``: time a test moves instead of sleeping.
 - ``BACKENDS`` and ``fresh_database``: the SQLite / PostgreSQL parametrisation.
 - ``free_port``, ``wait_until``, ``new_device_id``, ``device_pub_pem``, ``device_handshake``.
 """
 
 from harness.backends import BACKENDS, PG_ENV, fresh_database, pg_admin_url
+from harness.clock import FakeClock
 from harness.devices import device_handshake, device_pub_pem, new_device_id
 from harness.net import free_port
 from harness.polling import wait_until
@@ -22,6 +25,7 @@ __all__ = [
     "FERMION",
     "PG_ENV",
     "Cloud",
+    "FakeClock",
     "Server",
     "device_handshake",
     "device_pub_pem",

@@ -15,8 +15,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from fermion.cloud.settings import sqlite_url
+from fermion.cloud.settings import Settings, sqlite_url
 from fermion.cloud.store import Store
 from harness.backends import fresh_database
 from harness.net import free_port
@@ -231,3 +231,18 @@ class Cloud:
         # A loop already runs in this thread (Playwright's, say): run on a thread of its own.
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             return pool.submit(asyncio.run, go()).result()
+
+    @asynccontextmanager
+    async def in_process(self, **app_options: Any) -> AsyncIterator[httpx.AsyncClient]:
+        """The cloud's app in this process (its lifespan run) over the server's database and
+        data directory, built with ``create_app(**app_options)``: for what only a test can
+        inject, such as the token ``clock``. Requests go to it, not to the server process."""
+        # Here, not at the top: most suites never build the app in process.
+        from fermion.cloud.app import create_app
+
+        settings = Settings.from_env(data_dir=self.server.data_dir, environ=self.server.env())
+        app = create_app(settings, **app_options)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url=self.base_url) as client:
+                yield client
