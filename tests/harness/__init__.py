@@ -10,7 +10,8 @@ suite edits ``sys.path``. The suites' own harness modules (``cloud_harness``, ``
   its app in process over the same database for what only a test injects, as a clock).
 - ``FakeClock``: time a test moves instead of sleeping.
 - ``BACKENDS`` and ``fresh_database``: the SQLite / PostgreSQL parametrisation.
-- ``free_port``, ``wait_until``, ``new_device_id``, ``device_pub_pem``, ``device_handshake``.
+- ``free_port``, ``wait_until``, ``stop_process`` / ``kill_group``, ``new_device_id``,
+  ``device_pub_pem``, ``device_handshake``.
 """
 
 from harness.backends import BACKENDS, PG_ENV, fresh_database, pg_admin_url
@@ -18,6 +19,7 @@ from harness.clock import FakeClock
 from harness.devices import device_handshake, device_pub_pem, new_device_id
 from harness.net import free_port
 from harness.polling import wait_until
+from harness.processes import kill_group, stop_process
 from harness.serve import FERMION, Cloud, Server, running_server
 
 __all__ = [
@@ -31,8 +33,10 @@ __all__ = [
     "device_pub_pem",
     "free_port",
     "fresh_database",
+    "kill_group",
     "new_device_id",
     "pg_admin_url",
     "running_server",
+    "stop_process",
     "wait_until",
 ]

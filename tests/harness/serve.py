@@ -2,8 +2,9 @@
 
 The server is a real process on loopback, as an operator runs it: its own data directory (which
 is also its ``FERMION_HOME``), its own ephemeral ports, its output in ``serve.log`` there. It is
-ready when ``GET /v1/server-keys`` answers 200, and stops with SIGTERM (uvicorn's clean
-shutdown, which also stops ``--workers``), then SIGKILL for the whole process group.
+ready when ``GET /v1/server-keys`` answers 200 (or another ``ready_path``), and stops with
+SIGTERM (uvicorn's clean shutdown, which also stops ``--workers``), then SIGKILL for the whole
+process group.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from fermion.cloud.settings import Settings, sqlite_url
 from fermion.cloud.store import Store
 from harness.backends import fresh_database
 from harness.net import free_port
+from harness.processes import kill_group, stop_process
 
 T = TypeVar("T")
 
@@ -43,7 +45,6 @@ _PLACE_VARS = ("FERMION_HOME", "FERMION_DATABASE_URL", "FERMION_API_URL", "FERMI
 
 START_ATTEMPTS = 3  # a port taken between free_port() and the bind: try new ports
 READY_WITHIN = 120.0  # bounds a hang; asserts no speed (the machine is shared)
-STOP_WITHIN = 15.0
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Server:
     device_server: bool = False
     extra_env: dict[str, str | None] = field(default_factory=dict)
     ready_path: str = "/v1/server-keys"
+    stop_signal: int = signal.SIGTERM
     log_name: str = "serve.log"
     port: int = 0
     device_port: int = 0
@@ -147,26 +149,17 @@ class Server:
         return False
 
     def stop(self) -> None:
-        """SIGTERM and wait; SIGKILL for the process group if it does not end in time."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=STOP_WITHIN)
-            except subprocess.TimeoutExpired:
-                self._kill_group()
+        """``stop_signal`` (SIGTERM: uvicorn's clean shutdown) and wait; SIGKILL for the
+        process group if it does not end in time."""
+        if self.process is not None:
+            stop_process(self.process, self.stop_signal)
         self.process = None
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as in a crash."""
         assert self.process is not None
-        self._kill_group()
+        kill_group(self.process)
         self.process = None
-
-    def _kill_group(self) -> None:
-        # Only while the leader is alive and not yet reaped: then its group is surely ours.
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
