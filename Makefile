@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test test-unit test-integration test-compat compat-clients lint format bench clean
+.PHONY: up test test-unit test-integration test-compat compat-clients lint format bench clean screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +22,11 @@ compat-clients:
 	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(NODE_STAMP); \
 	else echo "npm not found: tests/compat will be skipped"; fi
 
-# Set up, then run the cloud on SQLite with a demo fleet (Ctrl-C stops everything).
+# Set up, then run the cloud on SQLite with a demo fleet (Ctrl-C stops everything). The demo
+# lives in .fermion/demo, beside the README tour's .fermion, and is kept between runs;
+# `make up UP=--fresh` seeds a new one.
 up: $(STAMP)
-	$(BIN)/fermion up --demo
+	FERMION_HOME=$(CURDIR)/.fermion $(BIN)/fermion up --demo $(UP)
 
 # Fast unit tests first, then integration tests (real processes and sockets on loopback), then
 # the real Particle clients (particle-cli, particle-api-js) against a real server (tests/compat).
@@ -50,6 +52,12 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The console's screenshots in docs/images and the README, taken by its browser tests; a plain
+# test run leaves them alone so that `make test` leaves the checkout clean.
+screenshots: $(STAMP)
+	FERMION_SCREENSHOTS=1 $(BIN)/pytest tests/integration/console/test_console.py \
+		tests/integration/console/test_console_rough_edges.py -q
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -1,8 +1,10 @@
 """``fermion up --demo``: the cloud on SQLite, a seeded product and a partly broken fleet.
 
-The demo lives in its own data directory (wiped at each start, and only if it is a demo
-directory). It seeds people first, straight into the store (one per product role, a maker with
-development devices, two two-legged customers, a two-legged OAuth client), then starts
+The demo lives in its own data directory and is kept there: a second start runs the same demo
+again (same ports, ids, logins and client secret, and whatever was repaired stays repaired).
+``--fresh`` wipes it (only if it is a demo directory) and seeds a new one. Seeding puts people
+first, straight into the store (one per product role, a maker with development devices, two
+two-legged customers, a two-legged OAuth client), then starts
 ``fermion serve`` and, when the device branch provides it, ``fermion sim run``; registers a dozen
 simulated devices of every ownership kind through the REST API as a CLI user would; breaks some
 the ways the seed describes; and prints a banner: URLs, logins, and for each broken device the one
@@ -31,10 +33,13 @@ from typing import Any
 import httpx
 
 from fermion.errors import FermionError
+from fermion.fsutil import atomic_write
 from fermion.paths import default_data_dir
 
 PASSWORD = "fermion-demo-password"
 MARKER = ".fermion-demo"
+STATE = "demo.json"  # what a later start needs to run the same demo again
+STATE_VERSION = 1
 CLI = [sys.executable, "-m", "fermion.cli.main"]
 DOMAIN = "demo.fermion"
 ROLES = ("owner", "administrator", "developer", "support", "view_only")
@@ -81,21 +86,40 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _prepare_home(data_dir: Path | None) -> Path:
-    # A folder of its own under the data directory (FERMION_HOME when set): the demo wipes it
-    # at every start, so it must never be the data directory itself.
-    home = data_dir or default_data_dir() / "demo"
-    home = home.expanduser().resolve()
+def demo_home(data_dir: Path | None) -> Path:
+    """A folder of its own under the data directory (FERMION_HOME when set): ``--fresh`` wipes
+    it, so it must never be the data directory itself."""
+    return (data_dir or default_data_dir() / "demo").expanduser().resolve()
+
+
+def _kept_state(home: Path) -> dict[str, Any] | None:
+    """The state a complete earlier run left, or None (none, or a run stopped while seeding)."""
+    try:
+        state = json.loads((home / STATE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+        return None
+    return state
+
+
+def _prepare_home(home: Path, fresh: bool) -> dict[str, Any] | None:
+    """Make ``home`` ready; the kept state when the demo in it runs again, else None."""
     if home.exists() and any(home.iterdir()):
         if not (home / MARKER).exists():
             raise FermionError(
                 f"{home}: exists and is not a Fermion demo directory; give --data-dir an empty "
                 "or demo directory"
             )
+        kept = None if fresh else _kept_state(home)
+        if kept is not None:
+            return kept
         shutil.rmtree(home)
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    (home / MARKER).write_text("made by `fermion up --demo`; wiped at its next start\n")
-    return home
+    (home / MARKER).write_text(
+        "made by `fermion up --demo`; kept between runs, wiped by `fermion up --demo --fresh`\n"
+    )
+    return None
 
 
 def _seed_store(demo: Demo) -> None:
@@ -147,13 +171,33 @@ def _serve_options() -> dict[str, str]:
     return {name: name.replace("_", "-") for name in params}
 
 
-def _start_cloud(demo: Demo) -> None:
+def _port_in_use(port: int) -> bool:
+    """Whether something listens on the port. SO_REUSEADDR, as the servers set it: the last
+    run's connections in TIME_WAIT do not count."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _start_cloud(demo: Demo, device_port: int | None = None) -> None:
+    """``fermion serve`` on the demo's port; ``device_port``: the kept demo's device server."""
     args = ["serve", "--port", str(demo.port), "--data-dir", str(demo.home)]
     options = _serve_options()
     if "device_port" in options:
-        device_port = _free_port()
+        device_port = device_port or _free_port()
         args += ["--device-port", str(device_port)]
         demo.device_address = f"127.0.0.1:{device_port}"
+    for port, what in ((demo.port, "HTTP"), (device_port, "device server")):
+        # The kept demo's devices and profiles know these ports: a busy one is said, not moved.
+        if port and _port_in_use(port):
+            raise FermionError(
+                f"the demo's {what} port {port} is in use (another `fermion up`?); stop what "
+                "holds it, or start over on new ports with `fermion up --demo --fresh`"
+            )
     proc = _start(demo, args, "serve.log")
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -371,7 +415,7 @@ def _start_devices(demo: Demo) -> bool:
     return True
 
 
-def banner(demo: Demo, devices_running: bool) -> str:
+def banner(demo: Demo, devices_running: bool, kept: bool = False) -> str:
     # PATH too: a second shell has not activated the virtual environment `make up` made.
     bin_dir = Path(sys.executable).parent
     exports = (
@@ -387,6 +431,13 @@ def banner(demo: Demo, devices_running: bool) -> str:
         f"  console:    {demo.url}/",
         f"  devices:    {demo.device_address or 'device server not available in this build'}",
         f"  data:       {demo.home}",
+        "              "
+        + (
+            "kept from the last run (repairs made then stay made); "
+            if kept
+            else "seeded now and kept for the next `make up`; "
+        )
+        + "`fermion up --demo --fresh` starts over",
         "",
         "  In another shell, first:",
         f"    {exports}",
@@ -405,6 +456,8 @@ def banner(demo: Demo, devices_running: bool) -> str:
     ]
     for dev in demo.devices:
         state = "ok" if dev.fault is None else f"BROKEN ({dev.fault})"
+        if kept and dev.fault is not None:
+            state = f"BROKEN when seeded ({dev.fault}); the repair, if not run yet"
         lines.append(f"    {dev.id}  {dev.label}: {state}")
         if dev.repair:
             lines.append(f"      repair: {dev.repair}")
@@ -434,12 +487,54 @@ def _stop(demo: Demo) -> None:
             proc.wait()
 
 
-def run(demo: bool, data_dir: Path | None, port: int) -> None:
+def _save_state(demo: Demo) -> None:
+    # Written last, once everything is seeded: a start stopped half-way leaves none, and the
+    # next start seeds again. Mode 0600: it holds the two-legged client's secret (the banner
+    # prints it too; the database keeps only its hash).
+    data = {
+        "version": STATE_VERSION,
+        "api_url": demo.url,
+        "port": demo.port,
+        "home": str(demo.home),
+        "device_address": demo.device_address,
+        "product_id": demo.product_id,
+        "client": list(demo.client),
+        "devices": [d.__dict__ for d in demo.devices],
+    }
+    atomic_write(demo.home / STATE, json.dumps(data, indent=2).encode(), mode=0o600)
+
+
+def _kept_demo(home: Path, kept: dict[str, Any], port: int) -> tuple[Demo, int | None]:
+    """The demo an earlier run seeded; (demo, its device server port)."""
+    demo = Demo(home=home, port=port or int(kept["port"]))
+    demo.product_id = int(kept["product_id"])
+    demo.client = (str(kept["client"][0]), str(kept["client"][1]))
+    demo.devices = [DemoDevice(**d) for d in kept["devices"]]
+    address = kept.get("device_address")
+    return demo, int(address.rpartition(":")[2]) if address else None
+
+
+def _point_profiles(demo: Demo) -> None:
+    """The kept profiles (still logged in) at this run's URL, the main one the default."""
+    from fermion.cli.api_client import Profile, use_profile
+
+    for person in (*ROLES, "maker", "default"):
+        profile = Profile.load(person)
+        profile.api_url = demo.url
+        profile.save()
+    use_profile(MAIN_PROFILE)
+
+
+def run(demo: bool, data_dir: Path | None, port: int, fresh: bool = False) -> None:
     if not demo:
         raise FermionError("fermion up: only --demo is supported; run `fermion serve` otherwise")
-    home = _prepare_home(data_dir)
+    home = demo_home(data_dir)
+    kept = _prepare_home(home, fresh)
     os.environ["FERMION_HOME"] = str(home)  # sims, profiles and the store all live there
-    state = Demo(home=home, port=port or _free_port())
+    if kept is not None:
+        state, device_port = _kept_demo(home, kept, port)
+    else:
+        state, device_port = Demo(home=home, port=port or _free_port()), None
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -449,24 +544,18 @@ def run(demo: bool, data_dir: Path | None, port: int) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        _seed_store(state)
-        _start_cloud(state)
-        clients = _login_everyone(state)
-        _create_devices(state, clients)
-        _break(state)
+        if kept is None:
+            _seed_store(state)
+            _start_cloud(state)
+            clients = _login_everyone(state)
+            _create_devices(state, clients)
+            _break(state)
+        else:
+            _start_cloud(state, device_port)
+            _point_profiles(state)
         running = _start_devices(state)
-        (home / "demo.json").write_text(
-            json.dumps(
-                {
-                    "api_url": state.url,
-                    "home": str(home),
-                    "device_address": state.device_address,
-                    "devices": [d.__dict__ for d in state.devices],
-                },
-                indent=2,
-            )
-        )
-        print(banner(state, running), flush=True)
+        _save_state(state)
+        print(banner(state, running, kept=kept is not None), flush=True)
         while all(p.poll() is None for p in state.procs):
             time.sleep(0.5)
         dead = [p for p in state.procs if p.poll() is not None]

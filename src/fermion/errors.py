@@ -24,3 +24,11 @@ class DctError(FermionError):
 
 class DeviceError(FermionError):
     """A simulated or real device is missing, unknown or unusable."""
+
+
+class NotFound(FermionError):
+    """The thing a request names does not exist (the API answers 404)."""
+
+
+class NotAllowed(FermionError):
+    """The data's own rules forbid this change, whoever asks (the API answers 403)."""

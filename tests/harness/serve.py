@@ -105,6 +105,8 @@ class Server:
 
     def argv(self) -> list[str]:
         args = [*FERMION, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        # On for tests: several check the log for " 500 " (a person's shell has it off by default).
+        args.append("--access-log")
         assert self.extra_args is not None
         if self.device_server:
             args += ["--device-port", str(self.device_port)]

@@ -73,6 +73,7 @@ class Cloud:
     clients: dict[str, tuple[str, str]] = field(default_factory=dict)
     device_port: int | None = None
     runners: list[subprocess.Popen[str]] = field(default_factory=list)
+    running: set[str] = field(default_factory=set)  # devices a ``run_devices`` runner simulates
 
     @property
     def url(self) -> str:
@@ -198,6 +199,7 @@ class Cloud:
             start_new_session=True,
         )
         self.runners.append(proc)
+        self.running.update(devices)
         return proc
 
     def wait_online(

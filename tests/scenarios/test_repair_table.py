@@ -28,8 +28,17 @@ def require_online(cloud: Cloud, device: str, profile: str) -> None:
     """The last check of a scenario: the device handshakes with the repaired key."""
     if not has_command("sim", "run") or not cloud.device_port:
         pytest.xfail(NO_DEVICE_SERVER)
-    cloud.run_devices(device)
+    if device not in cloud.running:  # a repair that waits for it online already started it
+        cloud.run_devices(device)
     cloud.wait_online(profile, device, device_key(cloud, device))
+
+
+def power_on(cloud: Cloud, device: str) -> None:
+    """Run the device before a repair that must succeed: a repair is done only when the
+    device is seen online with the new key (issue #12 item 3), so it has to be running."""
+    if not has_command("sim", "run") or not cloud.device_port:
+        pytest.xfail(NO_DEVICE_SERVER)
+    cloud.run_devices(device)
 
 
 def device_key(cloud: Cloud, device: str) -> str | None:
@@ -123,8 +132,10 @@ def test_development_device_keys_doctor(cloud: Cloud) -> None:
         cloud.cli("keys", "send", d, str(pub), profile=who)
     before = cloud.snapshot(who, [bystander])
     brownout(cloud, device, server_key=False)  # the doctor puts the cloud's server key back
+    power_on(cloud, device)
 
     out = cloud.cli("keys", "doctor", device, "--json", profile=who).json
+    assert out["online"] is True and out["left_to_do"] is None
 
     on_device = device_key(cloud, device)
     assert out["fingerprint"] == on_device
@@ -180,7 +191,9 @@ def test_product_device_keys_repair_with_the_customers_key(cloud: Cloud, claimed
     assert plan["plan"][0] == "send" and plan["done"] is False
     assert cloud.snapshot(owner, [device]) == before  # a dry run changes nothing
 
-    cloud.cli("keys", "repair", device, "--key", str(pub), profile=admin)
+    power_on(cloud, device)
+    done = cloud.cli("keys", "repair", device, "--key", str(pub), profile=admin)
+    assert "is online with the new key" in done.out
     after = cloud.snapshot(owner, [device])
     assert after[device][3] == fp and after[device][:3] == before[device][:3]
 
@@ -203,8 +216,9 @@ def test_two_legged_customer_device_atomic_repair(cloud: Cloud) -> None:
     )
     assert r.code == 1 and "keys repair" in r.err
 
+    power_on(cloud, device)
     out = cloud.cli("keys", "repair", device, "--key", str(pub), "--json", profile=dev).json
-    assert out["plan"][0] == "atomic_repair"
+    assert out["plan"][0] == "atomic_repair" and out["online"] is True
     after = cloud.snapshot(owner, [device, other])
     assert after[device][3] == fp == device_key(cloud, device)
     assert after[device][1] == t["customers"][0]  # the customer keeps the device
@@ -220,6 +234,7 @@ def test_two_legged_customer_device_particle_compatible(cloud: Cloud) -> None:
     brownout(cloud, device)
     pub, fp = cloud.saved_key(device)
     cid, secret = cloud.clients[str(t["product"])]
+    power_on(cloud, device)
 
     out = cloud.cli(
         "keys",
@@ -234,6 +249,7 @@ def test_two_legged_customer_device_particle_compatible(cloud: Cloud) -> None:
         FERMION_CLIENT_SECRET=secret,
     ).json
     assert out["plan"][:4] == ["unclaim", "send", "customer_token", "claim_as_customer"]
+    assert out["online"] is True
     after = cloud.snapshot(owner, [device])[device]
     assert after[3] == fp and after[1] == t["customers"][0]
     actions = [a for _, a in audit_actions(cloud, owner, device)]

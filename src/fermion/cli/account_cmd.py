@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 
 import typer
 
 from fermion.cli.api_client import (
+    DEFAULT_PROFILE,
     ApiClient,
     ApiError,
     Profile,
@@ -21,7 +23,7 @@ from fermion.errors import FermionError
 profile_app = typer.Typer(
     help="Profiles: which cloud the CLI talks to, and as whom.", invoke_without_command=True
 )
-token_app = typer.Typer(help="Access tokens: create and revoke.", no_args_is_help=True)
+token_app = typer.Typer(help="Access tokens: list, create and revoke.", no_args_is_help=True)
 
 
 def _password(given: str | None, prompt: bool) -> str:
@@ -108,6 +110,13 @@ def profile_show(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
         return
     name = active_profile_name()
     p = Profile.load(name)
+    if name != DEFAULT_PROFILE and not p.path.exists():
+        # Showing a made-up profile as if it were one would hide a typo in FERMION_PROFILE.
+        known = ", ".join(list_profiles()) or "none yet"
+        raise FermionError(
+            f"profile {name!r} does not exist (profiles: {known}); create it with "
+            f"`FERMION_PROFILE={name} fermion login` or `fermion profile use {name}`"
+        )
     api_url = os.environ.get("FERMION_API_URL") or p.api_url
     data = {
         "profile": name,
@@ -145,7 +154,7 @@ def profile_set(
     name: str | None = typer.Option(None, "--profile", help="Another profile than the active."),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Set a setting of the active profile, e.g. ``profile set api-url http://127.0.0.1:8080``."""
+    """Set a setting of the active profile, e.g. profile set api-url http://127.0.0.1:8080."""
     p = Profile.load(name or active_profile_name())
     p.set(setting, value)
     p.save()
@@ -153,6 +162,36 @@ def profile_set(
         print_json({"profile": p.name, "api_url": p.api_url})
         return
     console.print(f"profile {p.name}: api-url {p.api_url}")
+
+
+def _to_the_second(at: str | None) -> str | None:
+    """An ISO time without its fraction of a second: what a table has room for."""
+    return re.sub(r"\.\d+", "", at) if at else None
+
+
+@token_app.command("list")
+def token_list(as_json: bool = JSON_OPT) -> None:
+    """List your account's live tokens: client, created, expires (the cloud keeps no secrets to
+    show; the one this CLI uses is marked)."""
+    with ApiClient() as api:
+        tokens = api.access_tokens()
+    if as_json:
+        print_json(tokens)
+        return
+    # Four columns that fit 80 characters: the CLI's own token is marked in the first.
+    table(
+        f"{len(tokens)} live token(s)",
+        ["token", "client", "created", "expires"],
+        [
+            (
+                f"{t.get('id')} (this CLI's)" if t.get("current") else t.get("id"),
+                t.get("client"),
+                _to_the_second(t.get("created_at")),
+                _to_the_second(t.get("expires_at")) or "never",
+            )
+            for t in tokens
+        ],
+    )
 
 
 @token_app.command("create")

@@ -280,7 +280,8 @@ class ApiClient:
         if response.status_code >= 400:
             message = error_message(body, response.status_code)
             if response.status_code == 401 and auth is True:
-                message += "; run `fermion login`"
+                # The API's sentence may end in a full stop: ".; run" reads as a typo.
+                message = message.rstrip(". ") + "; run `fermion login`"
             raise ApiError(message, response.status_code, body)
         return body
 
@@ -312,6 +313,10 @@ class ApiClient:
             basic=(client_id, client_secret),
             auth=False,
         )
+
+    def access_tokens(self) -> list[dict[str, Any]]:
+        """The account's live tokens (ids and expiry: the cloud keeps no token secrets)."""
+        return list(self.request("GET", "/v1/access_tokens"))
 
     def current_token(self) -> dict[str, Any]:
         return self.request("GET", "/v1/access_tokens/current")
@@ -377,6 +382,13 @@ class ApiClient:
         if isinstance(body, dict):
             return list(body.get("candidates", []))
         return list(body)
+
+    def repair_plan(
+        self, device_id: str, key: str = "presented", particle_compatible: bool = False
+    ) -> dict[str, Any]:
+        """The cloud's repair plan for this device and caller (Fermion; changes nothing)."""
+        params = {"key": key, "particle_compatible": "true" if particle_compatible else "false"}
+        return dict(self.request("GET", f"/v1/devices/{device_id}/repair_plan", params=params))
 
     def decide_candidate(
         self, device_id: str, decision: str, fingerprint: str | None = None
@@ -453,8 +465,31 @@ class ApiClient:
         return list(body.get("team", [])) if isinstance(body, dict) else list(body)
 
     def audit(self, device_id: str) -> list[dict[str, Any]]:
-        body = self.request("GET", "/v1/audit", params={"device_id": device_id})
+        return self.audit_events({"device_id": device_id})
+
+    def audit_events(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        """``GET /v1/audit`` with the API's own filter names (device_id, product_id, actor,
+        action, since, until, before_id, limit); None values are left out."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        body = self.request("GET", "/v1/audit", params=params)
         return list(body.get("events", [])) if isinstance(body, dict) else list(body)
+
+    def products(self) -> list[dict[str, Any]]:
+        body = self.request("GET", "/v1/user/products")
+        return list(body.get("products", [])) if isinstance(body, dict) else list(body)
+
+    def delete_client(self, product: str | int, client_id: str) -> Any:
+        return self.request("DELETE", f"/v1/products/{product}/clients/{client_id}")
+
+    def team_invite(self, product: str | int, email: str, role: str | None) -> dict[str, Any]:
+        form = {"username": email, **({"role": role} if role else {})}
+        return self.request("POST", f"/v1/products/{product}/team", form=form)
+
+    def team_role(self, product: str | int, email: str, role: str) -> dict[str, Any]:
+        return self.request("POST", f"/v1/products/{product}/team/{email}", form={"role": role})
+
+    def team_remove(self, product: str | int, email: str) -> dict[str, Any]:
+        return self.request("DELETE", f"/v1/products/{product}/team/{email}")
 
 
 def store_login(profile: Profile, username: str, token_body: dict[str, Any]) -> None:

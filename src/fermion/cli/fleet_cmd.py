@@ -12,9 +12,15 @@ from typing import Any
 
 import typer
 
-from fermion.cli.api_client import ApiClient
+from fermion.cli.api_client import ApiClient, ApiError
 from fermion.cli.output import JSON_OPT, console, over_many, print_json, table
 from fermion.errors import FermionError
+from fermion.ids import not_a_device_id, parse_device_id
+
+# The cloud's key-health states (fermion.cloud.store.models.KeyHealth, which a unit test holds
+# this to), as GET .../devices answers `key_health`. Not imported: the store's import would
+# cost every `fermion` command a second.
+KEY_HEALTH = ("unknown", "ok", "mismatch", "no_key")
 
 device_app = typer.Typer(help="Devices claimed by your account.", no_args_is_help=True)
 product_app = typer.Typer(help="Products you are on the team of.", no_args_is_help=True)
@@ -74,14 +80,61 @@ _DEVICE_COLUMNS = ["id", "name", "product", "owner", "status", "key"]
 
 
 @device_app.command("list")
-def device_list(as_json: bool = JSON_OPT) -> None:
-    """List the devices claimed by your account."""
+def device_list(
+    health: str | None = typer.Option(
+        None, "--health", help=f"Only devices in this key health: {', '.join(KEY_HEALTH)}."
+    ),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """List the devices claimed by your account, or those of one key health."""
+    wanted = health_filter(health)
     with ApiClient() as api:
         devices = api.devices()
+    if wanted is not None:
+        devices = [d for d in devices if d.get("key_health") == wanted]
     if as_json:
         print_json(devices)
         return
-    table(f"{len(devices)} device(s)", _DEVICE_COLUMNS, _device_rows(devices))
+    which = f" with key health {wanted}" if wanted else ""
+    table(f"{len(devices)} device(s){which}", _DEVICE_COLUMNS, _device_rows(devices))
+
+
+@device_app.command("show")
+def device_show(
+    device_id: str = typer.Argument(..., metavar="ID", help="Device id."),
+    product: str | None = typer.Option(
+        None, "--product", help="Read it through its product (team members who do not own it)."
+    ),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Show one device: owner, product, online, key health and the key the cloud holds."""
+    did = parse_device_id(device_id)
+    if did is None:
+        raise FermionError(not_a_device_id("ID", device_id))
+    with ApiClient() as api:
+        device = api.device(did, product)
+    if as_json:
+        print_json(device)
+        return
+    shown = (
+        "id",
+        "name",
+        "product_id",
+        "owner",
+        "customer",
+        "platform_id",
+        "transport",
+        "online",
+        "last_heard",
+        "last_handshake_at",
+        "last_ip_address",
+        "key_health",
+        "key_algorithm",
+        "key_fingerprint",
+        "last_outcome",
+        "notes",
+    )
+    table(None, ["field", "value"], [(k, device.get(k)) for k in shown if k in device])
 
 
 @device_app.command("claim")
@@ -115,26 +168,143 @@ def device_rename(device_id: str, name: str, as_json: bool = JSON_OPT) -> None:
     console.print(f"renamed {device_id} to {name}")
 
 
+def all_product_devices(api: ApiClient, product: str) -> list[dict[str, Any]]:
+    """Every device of a product, page after page."""
+    devices: list[dict[str, Any]] = []
+    page = 1
+    while True:
+        body = api.product_devices(product, page=page)
+        devices += body.get("devices", [])
+        total = int(body.get("meta", {}).get("total_pages") or 1)
+        if page >= total:
+            return devices
+        page += 1
+
+
+def health_filter(value: str | None) -> str | None:
+    """--health: one of the cloud's key-health states, said in full when it is not one."""
+    if value is None:
+        return None
+    wanted = value.strip().lower().replace("-", "_")
+    if wanted not in KEY_HEALTH:
+        raise FermionError(f"--health: {value!r} is not one of {', '.join(KEY_HEALTH)}")
+    return wanted
+
+
 @product_device_app.command("list")
 def product_device_list(
     product: str = PRODUCT_ARG,
+    health: str | None = typer.Option(
+        None, "--health", help=f"Only devices in this key health: {', '.join(KEY_HEALTH)}."
+    ),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """List every device of a product (all pages)."""
-    devices: list[dict[str, Any]] = []
+    """List every device of a product (all pages), or those of one key health."""
+    wanted = health_filter(health)
     with ApiClient() as api:
-        page = 1
-        while True:
-            body = api.product_devices(product, page=page)
-            devices += body.get("devices", [])
-            total = int(body.get("meta", {}).get("total_pages") or 1)
-            if page >= total:
-                break
-            page += 1
+        devices = all_product_devices(api, product)
+    if wanted is not None:
+        devices = [d for d in devices if d.get("key_health") == wanted]
     if as_json:
         print_json(devices)
         return
-    table(f"product {product}: {len(devices)} device(s)", _DEVICE_COLUMNS, _device_rows(devices))
+    which = f" with key health {wanted}" if wanted else ""
+    table(
+        f"product {product}: {len(devices)} device(s){which}",
+        _DEVICE_COLUMNS,
+        _device_rows(devices),
+    )
+
+
+def _approval(api: ApiClient, device: dict[str, Any]) -> dict[str, Any]:
+    """What `product device approve` does for one device: the one pending key it proved it
+    holds, or why it is left alone."""
+    row: dict[str, Any] = {"device_id": device.get("id"), "fingerprint": None, "candidate": None}
+    try:
+        candidates = api.key_candidates(str(device["id"]))
+    except ApiError as exc:
+        row["result"] = f"failed: {exc}"
+        return row
+    pending = [c for c in candidates if c.get("status") == "pending"]
+    proven = [c for c in pending if c.get("possession_proven")]
+    if len(proven) == 1:
+        row.update(fingerprint=proven[0].get("fingerprint"), candidate=proven[0].get("id"))
+        row["result"] = "to approve"
+    elif proven:
+        # Two keys proven for one device: a person picks (keys approve --fingerprint).
+        row["result"] = f"skipped: {len(proven)} proven keys pending; pick one with keys approve"
+    elif pending:
+        row["result"] = "skipped: possession not proven"
+    else:
+        row["result"] = "skipped: no pending key"
+    return row
+
+
+@product_device_app.command("approve")
+def product_device_approve(
+    product: str = PRODUCT_ARG,
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show what would be approved; change nothing."
+    ),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Approve, in every device of the product whose key health is mismatch, the one presented
+    key the device proved it holds (as `keys approve` does one by one; each is audited)."""
+    with ApiClient() as api:
+        refused = [
+            d for d in all_product_devices(api, product) if d.get("key_health") == "mismatch"
+        ]
+        rows = over_many(refused, "checking presented keys", lambda d: _approval(api, d), as_json)
+        chosen = [r for r in rows if r["candidate"] is not None]
+
+        def approve_one(row: dict[str, Any]) -> None:
+            path = f"/v1/devices/{row['device_id']}/keys/candidates/{row['candidate']}/approve"
+            try:
+                api.request("POST", path)
+                row["result"] = "approved"
+            except ApiError as exc:  # one refusal must not stop the rest of the fleet
+                row["result"] = f"failed: {exc}"
+
+        if dry_run:
+            for row in chosen:
+                row["result"] = "would approve"
+        else:
+            over_many(chosen, "approving", approve_one, as_json)
+    failed = [r for r in rows if r["result"].startswith("failed")]
+    if as_json:
+        print_json({"product": product, "dry_run": dry_run, "devices": rows})
+    else:
+        table(
+            f"product {product}: {len(refused)} device(s) with key health mismatch"
+            + (" (dry run: nothing changed)" if dry_run else ""),
+            ["id", "presented key", "result"],
+            [(r["device_id"], r["fingerprint"], r["result"]) for r in rows],
+        )
+        done = sum(r["result"] in ("approved", "would approve") for r in rows)
+        console.print(
+            f"{'would approve' if dry_run else 'approved'} {done}, "
+            f"skipped {len(rows) - done - len(failed)}, failed {len(failed)}"
+        )
+    if failed:
+        raise typer.Exit(1)
+
+
+@product_app.command("list")
+def product_list(as_json: bool = JSON_OPT) -> None:
+    """List the products you are on the team of."""
+    with ApiClient() as api:
+        products = api.products()
+    if as_json:
+        print_json(products)
+        return
+    table(
+        f"{len(products)} product(s)",
+        ["id", "slug", "name", "platform", "owner"],
+        [
+            (p.get("id"), p.get("slug"), p.get("name"), p.get("platform_id"), p.get("user"))
+            for p in products
+        ],
+    )
 
 
 @product_device_app.command("add")
@@ -246,6 +416,39 @@ def client_create(
         return
     console.print(f"client {client.get('id')} ({client.get('type')})")
     console.print(f"secret (shown once): {client.get('secret')}")
+
+
+@client_app.command("list")
+def client_list(
+    product: str = typer.Option(..., "--product", help="Product id or slug."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """List a product's OAuth clients (their secrets are never shown again)."""
+    with ApiClient() as api:
+        clients = api.clients(product)
+    if as_json:
+        print_json(clients)
+        return
+    table(
+        f"product {product}: {len(clients)} client(s)",
+        ["id", "name", "type", "scope"],
+        [(c.get("id"), c.get("name"), c.get("type"), c.get("scope")) for c in clients],
+    )
+
+
+@client_app.command("delete")
+def client_delete(
+    client_id: str = typer.Argument(..., metavar="CLIENT_ID", help="The client's id."),
+    product: str = typer.Option(..., "--product", help="Product id or slug."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Delete an OAuth client; every token it minted is revoked."""
+    with ApiClient() as api:
+        api.delete_client(product, client_id)
+    if as_json:
+        print_json({"deleted": client_id, "product": product})
+        return
+    console.print(f"deleted client {client_id} of product {product} (its tokens are revoked)")
 
 
 def register(app: typer.Typer) -> None:

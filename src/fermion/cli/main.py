@@ -45,10 +45,11 @@ def _mount() -> None:
     app.add_typer(server_key_cmd.app, name="server-key")
     # The API-client topics register several top-level commands each (login, device, ...);
     # repair_cmd adds send/doctor/repair/approve/reject to `keys`, so it comes after it.
-    from fermion.cli import account_cmd, fleet_cmd, repair_cmd, up_cmd
+    from fermion.cli import account_cmd, fleet_cmd, repair_cmd, team_cmd, up_cmd
 
     account_cmd.register(app)
     fleet_cmd.register(app)
+    team_cmd.register(app)
     repair_cmd.register(app)
     up_cmd.register(app)
 

@@ -20,17 +20,8 @@ import typer
 
 from fermion.cli.api_client import ApiClient, ApiError
 from fermion.cli.keys_cmd import DCT_OPT, DEVICE_OPT, DFU_OPT, PLATFORM_OPT
-from fermion.cli.output import JSON_OPT, console, print_json
-from fermion.cloud.domain.permissions import Role
-from fermion.cloud.domain.repair_plan import (
-    DeviceFacts,
-    KeyChoice,
-    KeySourceKind,
-    OwnerKind,
-    Plan,
-    StepKind,
-    plan_repair,
-)
+from fermion.cli.output import JSON_OPT, console, err, print_json
+from fermion.cloud.domain.repair_plan import StepKind
 from fermion.device.dct import (
     PRIVATE_KEY_SLOT,
     is_erased_slot,
@@ -265,118 +256,103 @@ def wrap_server(original: Callable[..., None]) -> Callable[..., None]:
     return server
 
 
-# --- facts about a device, from the cloud -------------------------------------------------------
+# --- the cloud's repair plan ----------------------------------------------------------------
+
+# Exit code of a repair that put the keys right but did not see the device come back online:
+# not a failure of the repair, but not done either (issue #12 item 3), so scripts can tell.
+LEFT_TO_DO_EXIT = 3
+
+# What each ``needs`` of the plan (``repair_plan.Need``) asks of the person running it.
+NEED_TEXT = {
+    "key_pem": "the new public key (--key FILE, or the key the device presented)",
+    "two_legged_client": "the product's two-legged OAuth client: --client-id and "
+    "--client-secret (or FERMION_CLIENT_ID and FERMION_CLIENT_SECRET)",
+    "device_online": "the device powered and connecting to this cloud",
+}
 
 
-@dataclass
-class CloudView:
-    device: dict[str, Any]
-    username: str | None
-    role: Role | None
-    role_known: bool = True
-    product_id: int | None = None
+@dataclass(frozen=True)
+class CloudPlan:
+    """``GET /v1/devices/:id/repair_plan``: the server decides, the CLI renders and runs."""
+
+    body: dict[str, Any]
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        return dict(self.body.get("facts") or {})
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        return list(self.body.get("steps") or [])
+
+    @property
+    def kinds(self) -> list[str]:
+        return [str(s["kind"]) for s in self.steps]
+
+    @property
+    def refusal(self) -> str | None:
+        return self.body.get("refusal")
+
+    @property
+    def needs(self) -> list[str]:
+        return list(self.body.get("needs") or [])
+
+    @property
+    def waits_online(self) -> bool:
+        return StepKind.WAIT_ONLINE.value in self.kinds
+
+    @property
+    def transport(self) -> Transport:
+        return Transport(self.facts.get("transport") or "tcp")
+
+    @property
+    def customer(self) -> str | None:
+        return self.facts.get("owner") if self.facts.get("owner_kind") == "customer" else None
 
 
-def role_from_team(team: list[dict[str, Any]], username: str | None) -> tuple[Role | None, bool]:
-    """(role, known) of ``username`` in a team listing, read from each member's
-    ``"role": {"id", "name"}`` as Particle lists it. Not listed: (None, True), not on the team.
-    Listed without a role we can read: (None, False), so the cloud, not a guess, decides."""
-    for member in team:
-        if username and str(member.get("username", "")).lower() == username.lower():
-            raw = member.get("role")
-            if isinstance(raw, dict):
-                raw = raw.get("name") or raw.get("id")
-            if not isinstance(raw, str):
-                return None, False
-            try:
-                return Role.parse(raw), True
-            except FermionError:
-                return None, False
-    return None, True
-
-
-def cloud_view(api: ApiClient, did: str, product: str | None = None) -> CloudView:
+def fetch_plan(
+    api: ApiClient, did: str, key: str = "presented", particle_compatible: bool = False
+) -> CloudPlan:
     try:
-        device = api.device(did, product)
+        return CloudPlan(api.repair_plan(did, key, particle_compatible))
     except ApiError as exc:
         if exc.status == 404:
             raise FermionError(
                 f"device {did}: not found in the cloud at {api.api_url} (or not visible to you); "
-                "check the id, or pass --product"
+                "check the id"
             ) from None
         raise
-    username = api.user().get("username")
-    role: Role | None = None
-    known = True
-    pid = _product_of(api, device)
-    if pid is not None:
-        try:
-            owner = api.product(pid).get("user")
-            if username and str(owner or "").lower() == username.lower():
-                role = Role.OWNER
-            else:
-                role, known = role_from_team(api.team(pid), username)
-        except ApiError as exc:
-            if exc.status in (401, 403):  # not on the team at all
-                role = None
-            else:
-                known = False
-    return CloudView(device, username, role, known, pid)
 
 
-def _product_of(api: ApiClient, device: dict[str, Any]) -> int | None:
-    """The device's product, or None for a sandbox (development) device."""
-    pid = device.get("product_id")
-    if pid is None:
-        return None
-    if pid != device.get("platform_id"):
-        return int(pid)
-    # Particle reports platform_id as product_id for a sandbox device, so a product whose id
-    # equals the platform id is ambiguous: ask the product whether the device is in it.
-    try:
-        api.device(str(device["id"]), int(pid))
-    except ApiError:
-        return None
-    return int(pid)
-
-
-def facts_of(view: CloudView) -> DeviceFacts:
-    d = view.device
-    customer = d.get("customer")
-    owner_email = d.get("owner")
-    if customer:
-        owner, label = OwnerKind.CUSTOMER, str(customer)
-    elif not owner_email:
-        owner, label = OwnerKind.NOBODY, None
-    elif view.username and str(owner_email).lower() == view.username.lower():
-        owner, label = OwnerKind.CALLER, str(owner_email)
-    else:
-        owner, label = OwnerKind.USER, str(owner_email)
-    health = d.get("key_health")
-    return DeviceFacts(
-        device_id=str(d["id"]),
-        owner=owner,
-        product_id=view.product_id,
-        role=view.role,
-        role_known=view.role_known,
-        owner_label=label,
-        online=bool(d.get("online")),
-        key_ok=health == "ok",
-        reachable=health == "mismatch",
+def _client_credentials(
+    client_id: str | None, client_secret: str | None
+) -> tuple[str | None, str | None]:
+    return (
+        client_id or os.environ.get("FERMION_CLIENT_ID"),
+        client_secret or os.environ.get("FERMION_CLIENT_SECRET"),
     )
 
 
-def _transport_of(device: dict[str, Any]) -> Transport:
-    return Transport(device.get("transport") or "tcp")
+def missing_needs(plan: CloudPlan, client_id: str | None, client_secret: str | None) -> list[str]:
+    """The plan's needs the CLI cannot meet from what it was given (checked before any step)."""
+    missing = []
+    if "two_legged_client" in plan.needs and not (client_id and client_secret):
+        missing.append("two_legged_client")
+    return missing
 
 
-def print_plan(plan: Plan) -> None:
+def print_plan(plan: CloudPlan, missing: list[str] | None = None) -> None:
     if plan.refusal:
         return
     for i, step in enumerate(plan.steps, 1):
-        console.print(f"  {i}. {step.text}")
-    for note in plan.notes:
+        console.print(f"  {i}. {step['text']}")
+    for note in plan.body.get("notes") or []:
         console.print(f"  note: {note}")
+    if plan.steps:
+        console.print("  needs:")
+        for need in plan.needs:
+            mark = " [bold red](missing)[/]" if need in (missing or []) else ""
+            console.print(f"    - {NEED_TEXT.get(need, need)}{mark}")
 
 
 def wait_online(
@@ -398,135 +374,332 @@ def wait_online(
         time.sleep(0.5)
 
 
+def left_to_do(did: str, plan: CloudPlan, waited: float | None) -> str:
+    """What a repair that put the keys right still leaves to do, said for a person."""
+    if not plan.waits_online:
+        return (
+            f"device {did}: the keys are right, but this cloud runs no device server for its "
+            f"{plan.transport.value.upper()} transport, so it cannot come online here; left to "
+            "do: serve that transport, then check it connects"
+        )
+    how = (
+        f"did not come online within {waited:.0f} s" if waited is not None else "was not waited for"
+    )
+    return (
+        f"device {did}: the cloud holds the new key, but the device {how}; left to do: power it "
+        f"(or start it: `fermion sim run {did}`) so it presents that key, and check with "
+        f"`fermion device list`"
+    )
+
+
+def _finish_left_to_do(message: str) -> None:
+    err.print(f"[bold yellow]not done:[/] {message}", soft_wrap=True)
+    raise typer.Exit(LEFT_TO_DO_EXIT)
+
+
 # --- keys repair ---------------------------------------------------------------------------
 
 
 def repair(
-    device_id: str = typer.Argument(..., metavar="DEVICE"),
+    device_id: str | None = typer.Argument(
+        None, metavar="[DEVICE]", help="The device (or none, with --product and --health)."
+    ),
     key_file: Path | None = typer.Option(
         None, "--key", help="The new public key (e.g. DEVICE.pub.pem from `keys save`)."
     ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and stop."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the plan and what it needs, and stop."
+    ),
     particle_compatible: bool = typer.Option(
         False,
         "--particle-compatible",
-        help="Customer devices: unclaim, send, customer token, claim back (the seed's steps).",
+        help="Customer devices: Particle's unclaim, send, customer token, claim back "
+        "(needs the product's two-legged client).",
     ),
-    product: str | None = typer.Option(None, "--product", help="Product id or slug."),
+    product: str | None = typer.Option(
+        None, "--product", help="Product id or slug the device must be in."
+    ),
+    health: str | None = typer.Option(
+        None,
+        "--health",
+        help="Without DEVICE: repair every device of --product whose key health is this "
+        "(mismatch, no_key, unknown), with the key each presented.",
+    ),
     client_id: str | None = typer.Option(
         None, "--client-id", help="Two-legged client id (FERMION_CLIENT_ID)."
     ),
     client_secret: str | None = typer.Option(
         None, "--client-secret", help="Two-legged client secret (FERMION_CLIENT_SECRET)."
     ),
+    wait: bool = typer.Option(
+        True,
+        "--wait/--no-wait",
+        help=f"Wait for the device to come online with the new key (exit {LEFT_TO_DO_EXIT} "
+        "when it does not: the keys are right, the device is not back yet).",
+    ),
     timeout: float = typer.Option(ONLINE_TIMEOUT, "--timeout", help="Seconds to wait online."),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Repair a device's key in the cloud: plan from what the cloud says, then act and verify."""
+    """Repair a device's key in the cloud: run the cloud's plan, verify, wait for it online."""
+    client_id, client_secret = _client_credentials(client_id, client_secret)
+    if device_id is None:
+        if product is None or health is None:
+            raise FermionError("give DEVICE, or --product P and --health H for a whole fleet")
+        if key_file is not None:
+            raise FermionError("--key: names one device's key; give DEVICE with it")
+        _repair_fleet(
+            product,
+            health,
+            dry_run=dry_run,
+            particle_compatible=particle_compatible,
+            client=(client_id, client_secret),
+            wait=wait,
+            timeout=timeout,
+            as_json=as_json,
+        )
+        return
+    if health is not None:
+        raise FermionError("--health: selects devices of a product; give it without DEVICE")
     did = _device_id(device_id)
     with ApiClient() as api:
         api.require_token()
-        view = cloud_view(api, did, product)
-        facts = facts_of(view)
-        transport = _transport_of(view.device)
-        pem: str | None = None
-        new_fp: str | None = None
-        if key_file is not None:
-            loaded = _read_key_arg(key_file, did)
-            if loaded.algorithm is not transport.algorithm:
-                raise KeyFormatError(
-                    f"{key_file}: is an {loaded.algorithm.value.upper()} key, but device {did} "
-                    f"uses {transport.value.upper()} and needs an "
-                    f"{transport.algorithm.value.upper()} key; nothing was changed"
-                )
-            pem, new_fp = _pem(loaded), loaded.fingerprint.sha256
-            choice = KeyChoice(KeySourceKind.FILE, has_pem=True, label=f"the key in {key_file}")
-        else:
-            choice, candidate = _candidate_choice(api, did)
-            if candidate is not None:
-                new_fp = candidate.get("fingerprint")
-                pem = candidate.get("public_key")
-                if pem:
-                    choice = KeyChoice(
-                        choice.kind,
-                        choice.candidate_id,
-                        choice.possession_proven,
-                        True,
-                        choice.label,
-                    )
-        plan = plan_repair(facts, choice, particle_compatible)
+        if product is not None:
+            _require_in_product(api, did, product)
+        plan, pem, new_fp = _prepared(api, did, key_file, particle_compatible)
+        missing = missing_needs(plan, client_id, client_secret)
+        facts = plan.facts
         result: dict[str, Any] = {
             "device": did,
-            "owner": facts.owner.value,
-            "owner_label": facts.owner_label,
-            "product_id": facts.product_id,
-            "plan": [s.kind.value for s in plan.steps],
-            "steps": [s.text for s in plan.steps],
-            "notes": list(plan.notes),
+            "owner": facts.get("owner_kind"),
+            "owner_label": facts.get("owner"),
+            "product_id": facts.get("product_id"),
+            "caller_role": facts.get("caller_role"),
+            "plan": plan.kinds,
+            "steps": [s["text"] for s in plan.steps],
+            "needs": plan.needs,
+            "missing": missing,
+            "notes": list(plan.body.get("notes") or []),
             "refusal": plan.refusal,
         }
-        if plan.refusal:
-            raise FermionError(plan.refusal)
         if not as_json:
             console.print(f"repair plan for {did}:")
-            print_plan(plan)
+            print_plan(plan, missing)
+        if missing:
+            message = _missing_text(did, missing)
+            if dry_run:
+                result["done"] = False
+                if as_json:
+                    print_json(result)
+                else:
+                    console.print(f"the real run will refuse: {message}")
+                return
+            raise FermionError(f"{message}; nothing was changed")
         if dry_run or not plan.steps:
             if as_json:
                 print_json({**result, "done": False})
             return
-        if particle_compatible and facts.owner is OwnerKind.CUSTOMER:
-            client_id = client_id or os.environ.get("FERMION_CLIENT_ID")
-            client_secret = client_secret or os.environ.get("FERMION_CLIENT_SECRET")
-            if not client_id or not client_secret:
-                raise FermionError(
-                    "--particle-compatible on a customer device needs the product's two-legged "
-                    "client: --client-id and --client-secret (or FERMION_CLIENT_ID/SECRET); "
-                    "nothing was changed"
-                )
-        before = view.device.get("last_handshake_at")
-        runner = _Runner(api, did, facts, pem, transport, choice, client_id, client_secret)
-        runner.run(plan)
-        final = api.device(did)
-        _check_end_state(did, facts, view.device, final, new_fp)
+        before = _apply(api, did, plan, pem, new_fp, client_id, client_secret)
         online = None
-        if any(s.kind is StepKind.WAIT_ONLINE for s in plan.steps):
-            online = wait_online(api, did, new_fp, timeout, before)
+        waited = None
+        if plan.waits_online and wait:
+            waited = timeout
+            if not as_json:
+                console.print(f"waiting up to {timeout:.0f} s for {did} to come online ...")
+            online = wait_online(api, did, new_fp, timeout, _since(before, new_fp))
         result.update(done=True, fingerprint=new_fp, online=bool(online))
+        unfinished = None if online else left_to_do(did, plan, waited)
+        result["left_to_do"] = unfinished
     if as_json:
         print_json(result)
     else:
         console.print(f"repaired {did}: key {new_fp} is current, owner unchanged")
         if online:
             console.print(f"{did} is online with the new key")
-    if any(s.kind is StepKind.WAIT_ONLINE for s in plan.steps) and not online:
+    if unfinished:
+        _finish_left_to_do(unfinished)
+
+
+def _prepared(
+    api: ApiClient, did: str, key_file: Path | None, particle_compatible: bool
+) -> tuple[CloudPlan, str | None, str | None]:
+    """(the cloud's plan, the new key's PEM, its fingerprint); raises the plan's refusal."""
+    plan = fetch_plan(api, did, "file" if key_file else "presented", particle_compatible)
+    transport = plan.transport
+    pem: str | None = None
+    new_fp: str | None = None
+    if key_file is not None:
+        loaded = _read_key_arg(key_file, did)
+        if loaded.algorithm is not transport.algorithm:
+            raise KeyFormatError(
+                f"{key_file}: is an {loaded.algorithm.value.upper()} key, but device {did} "
+                f"uses {transport.value.upper()} and needs an "
+                f"{transport.algorithm.value.upper()} key; nothing was changed"
+            )
+        pem, new_fp = _pem(loaded), loaded.fingerprint.sha256
+    elif plan.body.get("candidate"):
+        candidate = plan.body["candidate"]
+        pem, new_fp = candidate.get("public_key"), candidate.get("fingerprint")
+    if plan.refusal:
+        raise FermionError(plan.refusal)
+    return plan, pem, new_fp
+
+
+def _missing_text(did: str, missing: list[str]) -> str:
+    return f"device {did}: this plan needs " + "; ".join(NEED_TEXT[m] for m in missing)
+
+
+def _apply(
+    api: ApiClient,
+    did: str,
+    plan: CloudPlan,
+    pem: str | None,
+    new_fp: str | None,
+    client_id: str | None,
+    client_secret: str | None,
+) -> dict[str, Any]:
+    """Run the plan's steps and check the end state; returns the device as it was before."""
+    before = api.device(did)
+    _Runner(api, did, plan, pem, plan.transport, client_id, client_secret).run()
+    _check_end_state(did, before, api.device(did), new_fp)
+    return before
+
+
+def _since(before: dict[str, Any], new_fp: str | None) -> str | None:
+    """The handshake time a new one must pass. A fresh handshake proves the new key, unless the
+    device was already online with it (the cloud held that key before): nothing new to see."""
+    if before.get("online") and before.get("key_fingerprint") == new_fp:
+        return None
+    return before.get("last_handshake_at")
+
+
+# The cloud's key health classes (``store.models.KeyHealth``), as devices list them.
+HEALTH_CLASSES = ("mismatch", "no_key", "unknown", "ok")
+
+
+@dataclass
+class _FleetRow:
+    device: str
+    plan: list[str]
+    outcome: str  # planned, refused, needs, failed, repaired, online, left to do, nothing to do
+    detail: str = ""
+    fingerprint: str | None = None
+    since: str | None = None
+    waits: bool = False
+
+
+def _repair_fleet(
+    product: str,
+    health: str,
+    *,
+    dry_run: bool,
+    particle_compatible: bool,
+    client: tuple[str | None, str | None],
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Every device of ``product`` whose key health is ``health``: each one's own plan from the
+    cloud (the key it presented), run one after the other, then one bounded wait for them all."""
+    from fermion.cli.output import over_many, table
+
+    if health not in HEALTH_CLASSES:
         raise FermionError(
-            f"device {did}: the cloud holds the new key, but the device did not come online "
-            f"within {timeout:.0f} s; check it is powered and presents that key "
-            f"(`fermion keys save --device {did}`)"
+            f"--health: {health!r} is not a key health; use one of {', '.join(HEALTH_CLASSES)}"
         )
+    with ApiClient() as api:
+        api.require_token()
+        devices: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            body = api.product_devices(product, page=page)
+            devices += body.get("devices", [])
+            if page >= int(body.get("meta", {}).get("total_pages") or 1):
+                break
+            page += 1
+        chosen = [str(d["id"]) for d in devices if d.get("key_health") == health]
+
+        def one(did: str) -> _FleetRow:
+            try:
+                plan, pem, new_fp = _prepared(api, did, None, particle_compatible)
+            except FermionError as exc:
+                return _FleetRow(did, [], "refused", str(exc))
+            missing = missing_needs(plan, *client)
+            if missing:
+                return _FleetRow(did, plan.kinds, "needs", _missing_text(did, missing))
+            if not plan.steps:
+                notes = plan.body.get("notes") or [""]
+                return _FleetRow(did, [], "nothing to do", str(notes[0]))
+            if dry_run:
+                return _FleetRow(did, plan.kinds, "planned", plan.steps[0]["text"])
+            try:
+                before = _apply(api, did, plan, pem, new_fp, *client)
+            except FermionError as exc:
+                return _FleetRow(did, plan.kinds, "failed", str(exc))
+            row = _FleetRow(did, plan.kinds, "repaired", fingerprint=new_fp)
+            row.since, row.waits = _since(before, new_fp), plan.waits_online
+            if not plan.waits_online:
+                row.outcome, row.detail = "left to do", left_to_do(did, plan, None)
+            return row
+
+        rows = over_many(chosen, f"repairing {len(chosen)} device(s)", one, quiet=as_json)
+        pending = [r for r in rows if r.outcome == "repaired" and r.waits]
+        if wait:
+            deadline = time.monotonic() + timeout
+            while pending and time.monotonic() < deadline:
+                for r in list(pending):
+                    if wait_online(api, r.device, r.fingerprint, 0, r.since) is not None:
+                        r.outcome = "online"
+                        pending.remove(r)
+                if pending:
+                    time.sleep(1.0)
+        for r in pending:
+            r.outcome = "left to do"
+            r.detail = (
+                f"did not come online within {timeout:.0f} s; power it (or `fermion sim run`)"
+                if wait
+                else "not awaited (--no-wait)"
+            )
+    if as_json:
+        print_json(
+            {
+                "product": product,
+                "health": health,
+                "dry_run": dry_run,
+                "devices": [
+                    {
+                        "device": r.device,
+                        "plan": r.plan,
+                        "outcome": r.outcome,
+                        "detail": r.detail,
+                        "fingerprint": r.fingerprint,
+                    }
+                    for r in rows
+                ],
+            }
+        )
+    else:
+        table(
+            f"product {product}, key health {health}: {len(rows)} device(s)"
+            + (" (dry run: nothing changed)" if dry_run else ""),
+            ("id", "plan", "outcome", "detail"),
+            ((r.device, " > ".join(r.plan), r.outcome, r.detail) for r in rows),
+        )
+    outcomes = {r.outcome for r in rows}
+    if outcomes & {"refused", "needs", "failed"}:
+        raise typer.Exit(1)
+    if "left to do" in outcomes:
+        raise typer.Exit(LEFT_TO_DO_EXIT)
 
 
-def _candidate_choice(api: ApiClient, did: str) -> tuple[KeyChoice, dict[str, Any] | None]:
+def _require_in_product(api: ApiClient, did: str, product: str) -> None:
     try:
-        candidates = api.key_candidates(did)
+        api.device(did, product)
     except ApiError as exc:
-        if exc.status in (401, 403):
-            raise
-        candidates = []
-    pending = [c for c in candidates if c.get("status") == "pending"]
-    proven = [c for c in pending if c.get("possession_proven")]
-    chosen = (proven or pending or [None])[0]
-    if chosen is None:
-        return KeyChoice(KeySourceKind.NONE), None
-    return (
-        KeyChoice(
-            KeySourceKind.CANDIDATE,
-            candidate_id=int(chosen["id"]),
-            possession_proven=bool(chosen.get("possession_proven")),
-            label=f"the key the device presented ({chosen.get('fingerprint')})",
-        ),
-        chosen,
-    )
+        if exc.status in (400, 404):
+            raise FermionError(
+                f"--product: device {did} is not in product {product} (or you cannot see it)"
+            ) from None
+        raise
 
 
 class _Runner:
@@ -536,30 +709,30 @@ class _Runner:
         self,
         api: ApiClient,
         did: str,
-        facts: DeviceFacts,
+        plan: CloudPlan,
         pem: str | None,
         transport: Transport,
-        choice: KeyChoice,
         client_id: str | None,
         client_secret: str | None,
     ) -> None:
         self.api = api
         self.did = did
-        self.facts = facts
+        self.plan = plan
+        self.customer = plan.customer
         self.pem = pem
         self.algorithm = transport.algorithm.api_name
-        self.choice = choice
         self.client_id = client_id
         self.client_secret = client_secret
         self.customer_token: str | None = None
         self.unclaimed = False
 
-    def run(self, plan: Plan) -> None:
-        for i, step in enumerate(plan.steps, 1):
-            if step.kind in (StepKind.VERIFY, StepKind.WAIT_ONLINE):
+    def run(self) -> None:
+        for i, step in enumerate(self.plan.steps, 1):
+            kind = StepKind(step["kind"])
+            if kind in (StepKind.VERIFY, StepKind.WAIT_ONLINE):
                 continue
             try:
-                self._do(step.kind, step.product_id)
+                self._do(kind, step.get("product_id"))
             except FermionError as exc:
                 undo = self._compensate() if self.unclaimed else ""
                 after = (
@@ -567,7 +740,9 @@ class _Runner:
                     if i == 1
                     else f"; retry with `fermion keys repair {self.did}` once the cause is fixed"
                 )
-                raise FermionError(f"step {i} ({step.text}) failed: {exc}{undo}{after}") from None
+                raise FermionError(
+                    f"step {i} ({step['text']}) failed: {exc}{undo}{after}"
+                ) from None
 
     def _do(self, kind: StepKind, product_id: int | None) -> None:
         api = self.api
@@ -575,9 +750,8 @@ class _Runner:
             assert self.pem is not None
             api.send_public_key(self.did, self.pem, self.algorithm, product_id)
         elif kind is StepKind.APPROVE:
-            api.request(
-                "POST", f"/v1/devices/{self.did}/keys/candidates/{self.choice.candidate_id}/approve"
-            )
+            candidate = self.plan.body["candidate"]
+            api.request("POST", f"/v1/devices/{self.did}/keys/candidates/{candidate['id']}/approve")
         elif kind is StepKind.ATOMIC_REPAIR:
             assert self.pem is not None
             api.repair(
@@ -588,8 +762,8 @@ class _Runner:
             api.unclaim(self.did)
             self.unclaimed = True
         elif kind is StepKind.CUSTOMER_TOKEN:
-            assert self.client_id and self.client_secret and self.facts.owner_label
-            body = api.customer_token(self.client_id, self.client_secret, self.facts.owner_label)
+            assert self.client_id and self.client_secret and self.customer
+            body = api.customer_token(self.client_id, self.client_secret, self.customer)
             self.customer_token = str(body["access_token"])
         elif kind is StepKind.CLAIM_AS_CUSTOMER:
             assert self.customer_token
@@ -598,7 +772,7 @@ class _Runner:
 
     def _compensate(self) -> str:
         """Claim the device back to the same customer; say whether that worked."""
-        who = self.facts.owner_label
+        who = self.customer
         try:
             if self.customer_token is None:
                 assert self.client_id and self.client_secret and who
@@ -615,11 +789,7 @@ class _Runner:
 
 
 def _check_end_state(
-    did: str,
-    facts: DeviceFacts,
-    before: dict[str, Any],
-    after: dict[str, Any],
-    new_fp: str | None,
+    did: str, before: dict[str, Any], after: dict[str, Any], new_fp: str | None
 ) -> None:
     for field in ("owner", "customer"):
         if (before.get(field) or None) != (after.get(field) or None):
@@ -647,10 +817,11 @@ def doctor(
     dct: Path | None = DCT_OPT,
     dfu: bool = DFU_OPT,
     platform: str | None = PLATFORM_OPT,
-    wait: bool | None = typer.Option(
-        None,
+    wait: bool = typer.Option(
+        True,
         "--wait/--no-wait",
-        help="Wait for the device to come online (default: when the link can reset it).",
+        help=f"Wait for the device to come online with the new key; when it does not, the old "
+        f"key is put back. --no-wait leaves the new keys and exits {LEFT_TO_DO_EXIT} (not done).",
     ),
     timeout: float = typer.Option(ONLINE_TIMEOUT, "--timeout", help="Seconds to wait online."),
     keys_dir: Path | None = typer.Option(
@@ -678,15 +849,21 @@ def doctor(
 
     with ApiClient() as api:
         api.require_token()
-        view = cloud_view(api, did)
-        d = view.device
-        if _transport_of(d) is not transport:
+        # The cloud's plan for a key we hold (the one made below): who may do what, and how
+        # the key goes up (sent, or the atomic repair for a customer's device).
+        plan = fetch_plan(api, did, "file")
+        if plan.refusal:
+            raise DoctorFailed(f"{plan.refusal}; the device and the cloud were not changed")
+        if plan.transport is not transport:
             raise KeyFormatError(
-                f"device {did}: the cloud knows it as a {_transport_of(d).value.upper()} device, "
+                f"device {did}: the cloud knows it as a {plan.transport.value.upper()} device, "
                 f"but {link.name} uses {transport.value.upper()}; nothing was changed"
             )
-        facts = facts_of(view)
-        pid = facts.product_id
+        upload = next(
+            s
+            for s in plan.steps
+            if s["kind"] in (StepKind.SEND.value, StepKind.ATOMIC_REPAIR.value)
+        )
         previous_cloud = _current_version(api, did)
         old_slot = read_private_key_slot(link, transport)
         backup = _backup_slot(folder, did, transport, old_slot)
@@ -699,7 +876,8 @@ def doctor(
         step(f"made a new {transport.algorithm.value.upper()} key {new_fp} ({files['pem']})")
 
         # Upload first: a refused upload must leave the device exactly as it was.
-        customer = facts.owner is OwnerKind.CUSTOMER
+        pid = upload.get("product_id")
+        customer = upload["kind"] == StepKind.ATOMIC_REPAIR.value
         try:
             if customer:
                 api.repair(
@@ -755,24 +933,26 @@ def doctor(
             raise rollback("4 (write the cloud's server key)", str(exc), True) from None
         if pointed:
             step(f"wrote this cloud's server key and address ({pointed}) to {link.name}")
-        was_online = bool(d.get("online"))
         before = api.device(did).get("last_handshake_at")
         try:
             link.reset()
         except FermionError as exc:
             raise rollback("5 (reset the device)", str(exc), True) from None
         step("reset the device")
-        should_wait = wait if wait is not None else (was_online or facts.reachable)
         online = False
-        if should_wait:
+        if plan.waits_online and wait:
+            if not as_json:
+                console.print(f"  waiting up to {timeout:.0f} s for {did} to come online ...")
             if wait_online(api, did, new_fp, timeout, before) is None:
                 raise rollback(
                     "6 (wait for the device to come online with the new key)",
-                    f"it did not within {timeout:.0f} s",
+                    f"it did not within {timeout:.0f} s (is it running? `fermion sim run {did}`)",
                     True,
                 )
             online = True
             step("the device is online with the new key")
+    # Never "done" for a device that did not come back (issue #12 item 3).
+    unfinished = None if online else left_to_do(did, plan, None)
     if as_json:
         print_json(
             {
@@ -781,10 +961,16 @@ def doctor(
                 "steps": steps,
                 "online": online,
                 "backup": str(backup) if backup else None,
+                "keys_dir": str(folder),
+                "left_to_do": unfinished,
             }
         )
-        return
-    console.print(f"doctor done: {did} has key {new_fp}, and so does the cloud")
+    elif online:
+        console.print(f"doctor done: {did} is online with key {new_fp}, and so is the cloud's")
+    if not as_json:
+        console.print(f"  the new private key is in {folder} (0600)")
+    if unfinished:
+        _finish_left_to_do(unfinished)
 
 
 def _ensure_server_key(api: ApiClient, link: DeviceLink, transport: Transport) -> str | None:
@@ -863,23 +1049,25 @@ def _backup_slot(folder: Path, did: str, transport: Transport, slot: bytes) -> P
 # --- registration --------------------------------------------------------------------------
 
 
+_registered = False
+
+
 def register(app: typer.Typer) -> None:
-    """Add the cloud-facing commands to the ``keys`` app already mounted on ``app``."""
-    keys_app = None
-    for group in app.registered_groups:
-        if group.name == "keys":
-            keys_app = group.typer_instance
-    if keys_app is None or getattr(keys_app, "_fermion_repair", False):
+    """Add the cloud-facing commands to the ``keys`` app (``keys_cmd.app``, mounted on ``app``).
+
+    Only Typer's public ``command()``: ``keys server`` is registered again, wrapping the offline
+    one; Typer builds the click group from the registered commands in order, so the later
+    ``server`` is the one ``fermion keys server`` runs and lists.
+    """
+    global _registered
+    del app  # the keys app is keys_cmd's own; ``app`` is where main() mounted it
+    if _registered:
         return  # main() may mount more than once in one process (tests)
-    keys_app._fermion_repair = True  # type: ignore[attr-defined]
-    original = None
-    for info in list(keys_app.registered_commands):
-        name = info.name or (info.callback.__name__ if info.callback else None)
-        if name == "server" and info.callback is not None:
-            original = info.callback
-            keys_app.registered_commands.remove(info)
-    if original is not None:
-        keys_app.command("server")(wrap_server(original))
+    _registered = True
+    from fermion.cli import keys_cmd
+
+    keys_app = keys_cmd.app
+    keys_app.command("server")(wrap_server(keys_cmd.server))
     keys_app.command("send")(send)
     keys_app.command("approve")(approve)
     keys_app.command("reject")(reject)

@@ -50,7 +50,12 @@ def serve(
     ] = None,
     device_port: Annotated[
         int | None,
-        typer.Option(help="TCP port of the device server [default: 5683] (0: off).", min=0),
+        # Not "[default: ...]" in the text: Rich reads square brackets as markup and drops them.
+        typer.Option(
+            help=f"TCP port of the device server (default {DEFAULT_DEVICE_PORT} when free; "
+            "0: off).",
+            min=0,
+        ),
     ] = None,
     device_advertise_host: Annotated[
         str | None,
@@ -78,6 +83,14 @@ def serve(
             "--metrics-public",
             help="Serve GET /metrics to any address without a token (default: loopback only, "
             "or FERMION_METRICS_TOKEN as a bearer token).",
+        ),
+    ] = False,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="Log one line per HTTP request (off by default: `fermion serve &` would "
+            "otherwise write every request into the shell).",
         ),
     ] = False,
 ) -> None:
@@ -117,12 +130,13 @@ def serve(
             + (f", advertised as {settings.device_host}" if settings.device_host else "")
         )
     if workers > 1:
-        _serve_workers(settings, devices, workers)
+        _serve_workers(settings, devices, workers, access_log)
         return
     uvicorn.run(
         create_app(settings, devices),
         host=host,
         port=port,
+        access_log=access_log,
         log_config=log_config(),
         server_header=False,
         proxy_headers=False,
@@ -146,7 +160,7 @@ def _seal_server_keys(settings: Settings) -> None:
         console.print(f"sealed {sealed} server private key(s) with {settings.secret_key_file}")
 
 
-def _serve_workers(settings: Settings, devices: Any, workers: int) -> None:
+def _serve_workers(settings: Settings, devices: Any, workers: int, access_log: bool) -> None:
     """Supervise ``workers`` API processes; the device server runs here, beside them."""
     import uvicorn
 
@@ -183,6 +197,7 @@ def _serve_workers(settings: Settings, devices: Any, workers: int) -> None:
             workers=workers,
             host=settings.host,
             port=settings.port,
+            access_log=access_log,
             log_config=log_config(),
             server_header=False,
             proxy_headers=False,

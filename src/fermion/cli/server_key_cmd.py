@@ -74,7 +74,7 @@ def export(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="File to write.")] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Write the current public key: DER, PEM, or the padded file ``keys server`` writes."""
+    """Write the current public key: DER, PEM, or the padded file `fermion keys server` writes."""
     from fermion.cloud.devices.rotation import current_key
     from fermion.fsutil import atomic_write
     from fermion.keys import load_key, public_key_pem
@@ -101,7 +101,7 @@ def export(
 
 @app.command()
 def rotate(data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
-    """Make a new server key; the old one stays accepted until ``retire``."""
+    """Make a new server key; the old one stays accepted until `fermion server-key retire`."""
     from fermion.cloud.devices.rotation import rotate as do_rotate
 
     row = _key_json(_run(data_dir, do_rotate, _actor()))

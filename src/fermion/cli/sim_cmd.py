@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fermion.cli.output import over_many
 from fermion.device import faults
 from fermion.device.boot import boot
 from fermion.device.dct import write_server_key_file
@@ -26,6 +27,8 @@ app = typer.Typer(
 console = Console(highlight=False, soft_wrap=True)
 
 JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of a table.")
+# Past this many new devices `sim create` prints one summary line, not a line per device.
+SUMMARY_OVER = 10
 
 
 def _print_json(data: Any) -> None:
@@ -54,6 +57,9 @@ def create(
         "each connection, restore them on a keys error (seen by `sim run`).",
     ),
     as_json: bool = JSON_OPT,
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Print only the new ids, one a line (for scripts)."
+    ),
 ) -> None:
     """Create devices and boot them once (keys generated). Without --server-key they point at the
     built-in backup cloud (the stand-in for Particle's)."""
@@ -69,17 +75,32 @@ def create(
         formatted = format_server_key(
             server_key, host, port, transport, home, f"a new {parsed.value} ({transport.value})"
         )
-    created = []
-    for _ in range(count):
+
+    def make_one(_: int) -> dict[str, Any]:
         device = SimDevice.create(parsed, home, key_backup=backup)
         if formatted is not None:
             image = device.load_image()
             write_server_key_file(image, transport, formatted.data)
             device.save_image(image)
         boot(device)
-        created.append(describe(device))
+        return describe(device)
+
+    # A progress bar on stderr for many devices (none for --json or --quiet, whose stdout a
+    # script reads, and none for one).
+    created = over_many(list(range(count)), "creating devices", make_one, as_json or quiet)
     if as_json:
         _print_json(created)
+        return
+    if quiet:
+        for info in created:
+            typer.echo(info["id"])
+        return
+    if len(created) > SUMMARY_OVER:
+        console.print(
+            f"created {len(created)} {parsed.value} devices ({transport.value}) in {home}: "
+            f"{created[0]['id']} ... {created[-1]['id']}; `fermion sim list` shows them all, "
+            "--json or -q prints every id"
+        )
         return
     for info in created:
         console.print(

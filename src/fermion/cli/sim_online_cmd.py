@@ -62,6 +62,10 @@ def status(
     from fermion.device.online import fleet_status
 
     rows = fleet_status()
+    for row in rows:
+        # The error a device shows now: a connected device's last refusal is history (kept in
+        # last_protocol_error), and beside "connected" it reads as if the key were still wrong.
+        row["error"] = None if row["online"] else row["last_protocol_error"]
     if as_json:
         typer.echo(json.dumps(rows, indent=2, sort_keys=True))
         return
@@ -69,7 +73,7 @@ def status(
     for title in ("ID", "PLATFORM", "LED", "STATE", "CLOUD", "ERROR"):
         table.add_column(title, no_wrap=title == "ID")
     for row in rows:
-        error = row["last_protocol_error"]
+        error = row["error"]
         table.add_row(
             row["id"],
             row["platform"],

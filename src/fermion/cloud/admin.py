@@ -12,9 +12,9 @@ from enum import Enum
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fermion.cloud.actions import ADMIN, clients, customers, team
 from fermion.cloud.credentials import hash_password, new_token
 from fermion.cloud.domain.permissions import Role
 from fermion.cloud.domain.platforms import platform as parse_platform
@@ -25,17 +25,16 @@ from fermion.cloud.store.models import (
     ClientType,
     Customer,
     Device,
-    OAuthClient,
     Product,
     TeamMembership,
     User,
     utcnow,
 )
 from fermion.cloud.store.queries import product_by_id_or_slug
-from fermion.errors import FermionError
+from fermion.errors import FermionError, NotFound
 from fermion.ids import not_a_device_id, parse_device_id
 
-ADMIN_ACTOR = "admin:cli"
+ADMIN_ACTOR = ADMIN.label
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 MIN_PASSWORD = 8
 
@@ -70,6 +69,13 @@ async def create_user(store: Store, email: str, password: str | None) -> User:
 def _slugify(name: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", name.strip().lower()).strip("-")
     return slug[:80] or "product"
+
+
+async def _product(session: AsyncSession, ref: str) -> Product:
+    product = await product_by_id_or_slug(session, ref)
+    if product is None:
+        raise NotFound(f"product: {ref} not found")
+    return product
 
 
 async def _user(session: AsyncSession, email: str) -> User:
@@ -113,31 +119,17 @@ async def create_product(
 
 
 async def set_member_role(store: Store, product_ref: str, email: str, role: str) -> None:
+    """Add ``email`` to the product's team with ``role``, or change the role it has."""
     new_role = Role.parse(role)
     async with store.write() as session:
-        product = await product_by_id_or_slug(session, product_ref)
-        if product is None:
-            raise FermionError(f"product: {product_ref} not found")
+        product = await _product(session, product_ref)
         user = await _user(session, check_email(email))
-        member = await session.scalar(
-            select(TeamMembership).where(
-                TeamMembership.product_id == product.id, TeamMembership.user_id == user.id
-            )
-        )
-        before = member.role if member else None
-        if before == Role.OWNER and new_role is not Role.OWNER:
-            raise FermionError(f"{email}: is the product's owner; the owner's role cannot change")
-        if member is None:
-            session.add(TeamMembership(product_id=product.id, user_id=user.id, role=new_role))
+        try:
+            membership, _ = await team.find_member(session, product, user.email)
+        except NotFound:
+            await team.add_member(session, product, user, new_role, ADMIN)
         else:
-            member.role = new_role
-        record(
-            session,
-            ADMIN_ACTOR,
-            "team.role",
-            product_id=product.id,
-            detail={"user": user.email, "before": before, "after": new_role.value},
-        )
+            team.set_role(session, product, membership, user, new_role, ADMIN)
 
 
 async def create_client(
@@ -151,26 +143,11 @@ async def create_client(
     secret = new_token()
     hashed = hash_password(secret)
     async with store.write() as session:
-        product = await product_by_id_or_slug(session, product_ref)
-        if product is None:
-            raise FermionError(f"product: {product_ref} not found")
-        client_id = f"{_slugify(name)[:40]}-{secrets.token_hex(3)}"
-        session.add(
-            OAuthClient(
-                client_id=client_id,
-                product_id=product.id,
-                name=name,
-                type=ctype.value,
-                secret_hash=hashed,
-            )
+        product = await _product(session, product_ref)
+        client = await clients.create_client(
+            session, product, name=name, client_type=ctype, secret_hash=hashed, by=ADMIN
         )
-        record(
-            session,
-            ADMIN_ACTOR,
-            "client.create",
-            product_id=product.id,
-            detail={"client_id": client_id, "type": ctype.value},
-        )
+        client_id = client.client_id
     return client_id, secret
 
 
@@ -179,23 +156,9 @@ async def create_customer(
 ) -> Customer:
     email = check_email(email)
     hashed = hash_password(password) if password else None
-    try:
-        async with store.write() as session:
-            product = await product_by_id_or_slug(session, product_ref)
-            if product is None:
-                raise FermionError(f"product: {product_ref} not found")
-            customer = Customer(product_id=product.id, email=email, password_hash=hashed)
-            session.add(customer)
-            await session.flush()
-            record(
-                session,
-                ADMIN_ACTOR,
-                "customer.create",
-                product_id=product.id,
-                detail={"email": email, "no_password": password is None},
-            )
-    except IntegrityError:
-        raise FermionError(f"email: customer {email} already exists in {product_ref}") from None
+    async with store.write() as session:
+        product = await _product(session, product_ref)
+        customer = await customers.create_customer(session, product, email, hashed, ADMIN)
     return customer
 
 
@@ -237,9 +200,7 @@ async def assign_device(
         if product_ref is None:
             product_id = None
         elif not isinstance(product_ref, Keep):
-            product = await product_by_id_or_slug(session, product_ref)
-            if product is None:
-                raise FermionError(f"product: {product_ref} not found")
+            product = await _product(session, product_ref)
             if product.platform_id != device.platform_id:
                 raise FermionError(
                     f"product: {product.slug} is for platform {product.platform_id}; "

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Depends, FastAPI, Request
 
 from fermion import __version__
-from fermion.cloud import secretbox
+from fermion.cloud import apidocs, secretbox
 from fermion.cloud.api import errors, routers
 from fermion.cloud.api.auth import TokenCache
 from fermion.cloud.api.errors import forbidden, unauthorized
@@ -135,6 +135,10 @@ def create_app(
             "endpoints for device key history, presented keys, repair, and the audit log."
         ),
         lifespan=lifespan,
+        # /docs with Swagger UI's files from the package, not a CDN (apidocs); ReDoc, which
+        # only loads from a CDN, is off rather than a blank page.
+        docs_url=None,
+        redoc_url=None,
         # Before any route work, on every route (new ones too): see fields.checked_parameters.
         dependencies=[Depends(checked_parameters)],
     )
@@ -148,6 +152,7 @@ def create_app(
     from fermion.cloud.devices.http import router as metrics_router
 
     app.include_router(metrics_router, dependencies=[Depends(metrics_allowed)])
+    apidocs.install(app)
     install_console(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestId)

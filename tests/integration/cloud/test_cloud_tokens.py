@@ -75,3 +75,24 @@ def test_missing_and_garbage_tokens(cloud: Cloud) -> None:
         )
         assert garbage.status_code == 401
         assert garbage.json()["error"] == "invalid_token"
+
+
+def test_list_tokens_shows_the_accounts_live_tokens_never_their_secrets(cloud: Cloud) -> None:
+    email, token = cloud.user_token()
+    other = cloud.token_for(email)
+    dead = cloud.token_for(email)
+    _, stranger = cloud.user_token()
+    assert httpx.delete(f"{cloud.base_url}/v1/access_tokens/{dead}").status_code == 200
+    with cloud.http(token) as h:
+        reply = h.get("/v1/access_tokens")
+    assert reply.status_code == 200, reply.text
+    listed = reply.json()
+    assert len(listed) == 2  # the revoked one and the stranger's are not listed
+    assert [t["current"] for t in listed].count(True) == 1
+    for entry in listed:
+        assert set(entry) == {"id", "client", "scopes", "created_at", "expires_at", "current"}
+        assert entry["client"] == "particle" and entry["created_at"].endswith("Z")
+    # Only hashes are stored: no secret of any token appears in the answer.
+    for secret in (token, other, dead, stranger):
+        assert secret not in reply.text
+    assert httpx.get(f"{cloud.base_url}/v1/access_tokens").status_code == 401

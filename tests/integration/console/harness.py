@@ -46,6 +46,9 @@ CHROMIUM_ARGS = [
 PASSWORD = "correct horse battery"
 REPO = Path(__file__).resolve().parents[3]
 IMAGES = REPO / "docs" / "images"
+# Set by `make screenshots`: only then do the browser tests write docs/images, so a test run
+# leaves the checkout as it found it.
+SCREENSHOTS = os.environ.get("FERMION_SCREENSHOTS") == "1"
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -338,6 +341,15 @@ class Sims:
                 process.kill()
                 process.wait()
             log.close()
+
+
+def screenshot(page: Any, name: str) -> None:
+    """The page as the docs show it, written only by `make screenshots` (see ``SCREENSHOTS``);
+    taken all the same otherwise, so that a page that cannot be drawn still fails the test."""
+    if SCREENSHOTS:
+        page.screenshot(path=str(IMAGES / name), full_page=True)
+    else:
+        page.screenshot(full_page=True)
 
 
 def wait_for(check: Any, what: str, timeout: float = 60) -> Any:

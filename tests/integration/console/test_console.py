@@ -16,7 +16,7 @@ from fermion.keys import public_key_pem
 from fermion.protocol.errors import Outcome
 
 from .conftest import CUSTOMER, DEVELOPER, OWNER, VIEWER
-from .harness import IMAGES, PASSWORD, Cloud, Sims, browser_context, run_async, wait_for
+from .harness import PASSWORD, Cloud, Sims, browser_context, run_async, screenshot, wait_for
 from .wire import brownout_key, present_key, reconnect, record, server_key_refused
 
 pytestmark = pytest.mark.integration
@@ -98,7 +98,7 @@ def test_brownout_refused_approve_then_online(cloud: Cloud, playwright: Any) -> 
             row = page.locator(f'tr[data-device="{device.id}"]')
             expect(row).to_contain_text("Key mismatch — possession proven")
             assert page.evaluate(FITS)  # usable at 1280 px: nothing scrolls sideways
-            page.screenshot(path=str(IMAGES / "console-fleet.png"), full_page=True)
+            screenshot(page, "console-fleet.png")
 
             proven.click()  # the filter narrows the table to the refused device
             expect(page.locator("tbody tr[data-device]")).to_have_count(1)
@@ -111,7 +111,7 @@ def test_brownout_refused_approve_then_online(cloud: Cloud, playwright: Any) -> 
             )
             expect(candidate).to_contain_text("Proven")
             assert page.evaluate(FITS)
-            page.screenshot(path=str(IMAGES / "console-device.png"), full_page=True)
+            screenshot(page, "console-device.png")
 
             page.once("dialog", lambda dialog: dialog.accept())
             page.get_by_role("button", name="Approve").click()
@@ -128,7 +128,7 @@ def test_brownout_refused_approve_then_online(cloud: Cloud, playwright: Any) -> 
             page.reload()
             expect(page.locator("pre.describe")).to_be_visible()
             expect(page.locator("ul.events")).to_contain_text("event")
-            page.screenshot(path=str(IMAGES / "console-device-online.png"), full_page=True)
+            screenshot(page, "console-device-online.png")
 
     events = cloud.audit(OWNER, device_id=device.id, action="key.candidate.approve")
     assert [e["actor"] for e in events] == [f"user:{OWNER}"]
@@ -245,6 +245,26 @@ def test_key_upload_malformed_shows_error_and_changes_nothing_then_repairs(
     assert after["customer"] == CUSTOMER  # the claim is kept
 
 
+def test_device_page_shows_the_clouds_repair_plan_and_offers_only_its_repair(
+    cloud: Cloud, playwright: Any
+) -> None:
+    # An unclaimed product device is repaired by sending its key (the plan says so), not by
+    # the atomic "keep the claim" repair, which the page offers only when the plan is that.
+    device = cloud.provision(OWNER, "1d0034000fffffffffff4015", "unclaimed-one")
+    present_key(cloud, device, brownout_key(), proven=True)
+    claimed = cloud.provision(OWNER, "1d0034000fffffffffff4016", "claimed-one")
+    cloud.claim_for_customer(CUSTOMER, claimed.id)
+    with browser_context(playwright) as browser:
+        page = browser.new_page()
+        log_in(page, cloud, DEVELOPER, f"/console/devices/{device.id}")
+        panel = page.locator(".repair-plan")
+        expect(panel).to_contain_text("Repair plan")
+        expect(panel.locator("li").first).to_be_visible()
+        expect(page.get_by_role("button", name=re.compile("Repair key"))).to_have_count(0)
+        page.goto(cloud.url + f"/console/devices/{claimed.id}")
+        expect(page.get_by_role("button", name=re.compile("Repair key"))).to_have_count(1)
+
+
 def test_phone_width_pages_fit_and_read_without_colour(cloud: Cloud, playwright: Any) -> None:
     device = cloud.provision(OWNER, "1d0034000fffffffffff4006", "pocket")
     present_key(cloud, device, brownout_key(), proven=False)
@@ -256,11 +276,11 @@ def test_phone_width_pages_fit_and_read_without_colour(cloud: Cloud, playwright:
         # The state is written out, and has a symbol: no colour needed to read it.
         expect(row).to_contain_text("✖ Key mismatch — unproven")
         expect(row).to_contain_text("○ Offline")
-        page.screenshot(path=str(IMAGES / "console-fleet-phone.png"), full_page=True)
+        screenshot(page, "console-fleet-phone.png")
         row.get_by_role("link", name=device.id).click()
         expect(page.locator("#candidate")).to_contain_text("Not proven")
         assert page.evaluate(FITS)
-        page.screenshot(path=str(IMAGES / "console-device-phone.png"), full_page=True)
+        screenshot(page, "console-device-phone.png")
 
 
 def test_team_customers_and_oauth_clients(cloud: Cloud, playwright: Any) -> None:

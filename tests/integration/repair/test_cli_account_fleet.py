@@ -149,3 +149,9 @@ def test_a_profile_that_does_not_exist_is_named_not_created(cloud: Cloud) -> Non
     assert r.code == 1 and "profile 'nosuch' does not exist" in r.err, r.err
     cloud.cli("logout", profile="nosuch")
     assert not (cloud.home / "profiles" / "nosuch.config.json").exists()
+    # Nor is it shown as if it were a profile: the known ones are named instead.
+    cloud.user("known@example.com")
+    r = cloud.cli("profile", profile="nosuch", ok=False)
+    assert r.code == 1 and "profile 'nosuch' does not exist" in r.err, r.err
+    assert "known" in r.err
+    assert not (cloud.home / "profiles" / "nosuch.config.json").exists()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 from urllib.parse import urlsplit
 
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from fermion.cloud.api.views import fp
 from fermion.cloud.console.fleet import PER_PAGE, SORTS, FleetQuery, Health, _host
-from fermion.cloud.console.pages import _outcome_detail
 from fermion.cloud.console.session import csrf_for, login_url, safe_next, same_secret
+from fermion.cloud.console.web import audit_change
+from fermion.cloud.console.web import outcome_detail as _outcome_detail
 
 
 def test_next_stays_inside_the_console() -> None:
@@ -106,3 +109,27 @@ def test_outcome_detail_reads_the_device_servers_note() -> None:
     assert _outcome_detail('{"count": 1, "reason": "connected"}') == "connected"
     assert _outcome_detail("not json") == "not json"
     assert _outcome_detail(None) == ""
+
+
+def test_outcome_detail_writes_known_keys_as_the_page_does() -> None:
+    known = hashlib.sha256(b"device key").hexdigest()
+    other = "0123456789abcdef"  # a prefix of no key the page knows: left as it is
+    note = f'{{"count": 2, "reason": "presented key {known[:16]}, expected {other}"}}'
+    assert _outcome_detail(note, [known, None]) == (
+        f"presented key {fp(known)}, expected {other} (×2)"
+    )
+    assert fp(known) is not None and fp(known).startswith("SHA256:")
+    assert _outcome_detail(note) == f"presented key {known[:16]}, expected {other} (×2)"
+
+
+def test_audit_change_says_what_changed() -> None:
+    role = {
+        "action": "team.role",
+        "detail": {"user": "a@example.com", "before": "view_only", "after": "developer"},
+    }
+    assert audit_change(role) == "a@example.com: View-only → Developer"
+    created = {"action": "customer.create", "detail": {"email": "c@x.com", "no_password": True}}
+    assert audit_change(created) == "customer c@x.com (two-legged, no password)"
+    other = {"action": "device.rename", "detail": {"reason": "tidy", "old_name": "a" * 100}}
+    assert audit_change(other) == "tidy · old name: " + "a" * 79 + "…"
+    assert audit_change({"action": "x", "detail": None}) == ""

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import itertools
+from enum import StrEnum
 
 import pytest
 
-from fermion.cloud.domain.permissions import Role
+from fermion.cloud.domain.permissions import Principal, Role
 from fermion.cloud.domain.repair_plan import (
+    ClaimedBy,
     DeviceFacts,
     KeyChoice,
     KeySourceKind,
-    OwnerKind,
+    Need,
     StepKind,
     plan_repair,
 )
+
+
+class OwnerKind(StrEnum):
+    """The test's own words for who holds the device, mapped onto ``DeviceFacts`` below."""
+
+    CALLER = "caller"  # claimed by the account asking (a development device)
+    USER = "user"  # claimed by another account
+    CUSTOMER = "customer"
+    NOBODY = "nobody"
+
 
 DEV = "0123456789abcdef01234567"
 ROLES: list[Role | None] = [None, *Role]
@@ -37,11 +49,26 @@ CASES = list(itertools.product(OwnerKind, [None, 42], ROLES, CONNECTION, KEYS, [
 
 def _facts(owner, product, role, conn):
     online, key_ok, reachable = conn
+    mine = owner is OwnerKind.CALLER
+    claimed = {
+        OwnerKind.CALLER: ClaimedBy.USER,
+        OwnerKind.USER: ClaimedBy.USER,
+        OwnerKind.CUSTOMER: ClaimedBy.CUSTOMER,
+        OwnerKind.NOBODY: None,
+    }[owner]
+    # The caller's standing as ``api.access.standing`` gives it: outside a product the owner is
+    # its OWNER; in one, the team role, plus DEVICE_OWNER when the caller claimed it.
+    if product is None:
+        actor, also = (Role.OWNER if mine else None), None
+    else:
+        actor, also = role, (Principal.DEVICE_OWNER if mine else None)
     return DeviceFacts(
         device_id=DEV,
-        owner=owner,
+        owner=claimed,
+        owned_by_caller=mine,
         product_id=product,
-        role=role if product is not None else None,
+        actor=actor,
+        also=also,
         owner_label="c@example.com" if owner in (OwnerKind.CUSTOMER, OwnerKind.USER) else None,
         online=online,
         key_ok=key_ok,
@@ -61,9 +88,11 @@ def _expected_refusal(owner, product, role, conn, key, compat) -> str | None:
             return "another account"
         if owner is not OwnerKind.CALLER:
             return "claim it first"
-    elif owner is not OwnerKind.CALLER:
+    else:
+        # In a product the permission table decides for the device's owner too: owning a
+        # product device gives no right to change its key (the cloud refuses that upload).
         if role is None:
-            return "not on that product's team"
+            return "not on that product's team" if owner is not OwnerKind.CALLER else "owning"
         if role not in BUILDERS:
             return "Developer role or above"
     if owner is OwnerKind.CUSTOMER and compat and not key.has_pem:
@@ -75,7 +104,7 @@ def _expected_refusal(owner, product, role, conn, key, compat) -> str | None:
 def test_every_case(owner, product, role, conn, key, compat) -> None:
     facts = _facts(owner, product, role, conn)
     plan = plan_repair(facts, key, compat)
-    reason = _expected_refusal(owner, facts.product_id, facts.role, conn, key, compat)
+    reason = _expected_refusal(owner, facts.product_id, role, conn, key, compat)
     if reason is not None:
         assert not plan.ok
         assert reason in (plan.refusal or "")
@@ -100,11 +129,12 @@ def test_every_case(owner, product, role, conn, key, compat) -> None:
         action = [StepKind.ATOMIC_REPAIR]
     else:
         action = [StepKind.SEND]
-    tail = [StepKind.VERIFY]
-    online, _, reachable = conn
-    if online or reachable:
-        tail.append(StepKind.WAIT_ONLINE)
+    # A repair is done only when the device is seen online with the new key (#12 item 3), so
+    # every plan ends waiting for it, however quiet the device is now.
+    tail = [StepKind.VERIFY, StepKind.WAIT_ONLINE]
     assert kinds == action + tail
+    online, _, reachable = conn
+    assert any("not trying to connect" in n for n in plan.notes) is not (online or reachable)
     for step in plan.steps:
         if step.kind is StepKind.SEND:
             assert step.product_id == facts.product_id  # the product id goes with the key
@@ -129,10 +159,21 @@ def test_view_only_and_support_are_refused_naming_the_role(role: Role) -> None:
         assert "nothing was changed" in (plan.refusal or "")
 
 
-def test_role_unknown_lets_the_cloud_decide() -> None:
-    facts = DeviceFacts(DEV, OwnerKind.USER, 42, role=None, role_known=False)
+def test_each_step_says_what_it_needs() -> None:
+    compat = plan_repair(_facts(OwnerKind.CUSTOMER, 42, Role.OWNER, CONNECTION[1]), KEYS[0], True)
+    # The two-legged client is asked for by the first step, before anything changes.
+    assert compat.steps[0].kind is StepKind.UNCLAIM
+    assert Need.TWO_LEGGED_CLIENT in compat.steps[0].needs
+    assert compat.needs == (Need.TWO_LEGGED_CLIENT, Need.KEY_PEM, Need.DEVICE_ONLINE)
+    atomic = plan_repair(_facts(OwnerKind.CUSTOMER, 42, Role.OWNER, CONNECTION[1]), KEYS[0])
+    assert Need.TWO_LEGGED_CLIENT not in atomic.needs
+
+
+def test_a_cloud_without_the_device_server_does_not_wait() -> None:
+    facts = DeviceFacts(DEV, ClaimedBy.USER, owned_by_caller=True, can_connect=False)
     plan = plan_repair(facts, KEYS[0])
-    assert plan.ok and plan.steps[0].kind is StepKind.SEND
+    assert [s.kind for s in plan.steps] == [StepKind.SEND, StepKind.VERIFY]
+    assert "no device server" in plan.notes[0]
 
 
 def test_case_count_is_exhaustive() -> None:

@@ -15,6 +15,7 @@ _MODULES = (
     "device_claims",
     "provisioning",
     "keys",
+    "repairs",
     "audit",
     "server_keys",
     "products",

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from sqlalchemy import and_, or_, select
 
-from fermion.cloud.api.access import load_authorized
+from fermion.cloud.api.access import load_device
 from fermion.cloud.api.auth import Caller, CallerDep, StoreDep, actor_in_product
 from fermion.cloud.api.errors import not_found
 from fermion.cloud.api.views import audit_json
@@ -56,7 +56,7 @@ async def audit_log(
             check(member, Action.AUDIT_VIEW, product.id)
             stmt = stmt.where(AuditEvent.product_id == product.id)
         if device_id is not None:
-            row = await load_authorized(session, caller, device_id, Action.AUDIT_VIEW)
+            row = await load_device(session, caller, device_id, Action.AUDIT_VIEW)
             stmt = stmt.where(device_trail(row.device, caller))
         if product_id is None and device_id is None:
             stmt = stmt.where(_visible(caller))

@@ -9,12 +9,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fermion.cloud.actions import By
 from fermion.cloud.api.errors import unauthorized
 from fermion.cloud.api.fields import body_fields
 from fermion.cloud.credentials import hash_token, same_hash
@@ -71,6 +72,16 @@ StoreDep = Annotated[Store, Depends(get_store)]
 
 def request_id(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
+
+
+class _Labelled(Protocol):
+    @property
+    def label(self) -> str: ...
+
+
+def action_by(who: _Labelled, request: Request) -> By:
+    """Who makes a change (a caller, or a product standing), for an action's audit event."""
+    return By(who.label, request_id(request))
 
 
 def _bearer(request: Request) -> str | None:

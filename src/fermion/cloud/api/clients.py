@@ -10,24 +10,21 @@ product tokens and customer tokens (``scope=customer=<email>``), as on Particle.
 
 from __future__ import annotations
 
-import re
 import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from fermion.cloud.api.auth import CallerDep, StoreDep, request_id
-from fermion.cloud.api.errors import bad_request, not_found
-from fermion.cloud.api.fields import body_fields, text_field
-from fermion.cloud.api.product_access import Standing, standing
+from fermion.cloud.actions import clients
+from fermion.cloud.api.auth import CallerDep, StoreDep, action_by
+from fermion.cloud.api.errors import bad_request
+from fermion.cloud.api.fields import body_doc, body_fields, text_field
+from fermion.cloud.api.product_access import load_product
 from fermion.cloud.credentials import hash_password_async
 from fermion.cloud.domain.permissions import Action
-from fermion.cloud.store.audit import record
-from fermion.cloud.store.models import AccessToken, ClientType, OAuthClient
-from fermion.cloud.tokens import revoke
+from fermion.cloud.store.models import ClientType, OAuthClient
 
 router = APIRouter(tags=["clients"])
 
@@ -66,18 +63,6 @@ _CLIENT_BODY = {
 }
 
 
-def _doc(schema: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": False,
-            "content": {
-                "application/json": {"schema": schema},
-                "application/x-www-form-urlencoded": {"schema": schema},
-            },
-        }
-    }
-
-
 def client_json(client: OAuthClient) -> dict[str, Any]:
     body: dict[str, Any] = {"id": client.client_id, "name": client.name, "type": client.type}
     if client.redirect_uri:
@@ -111,37 +96,10 @@ def _redirect_uri(raw: str | None, client_type: ClientType) -> str | None:
     return raw
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60]
-
-
-async def _new_client_id(session: AsyncSession, name: str, product_slug: str) -> str:
-    base = _slug(name) or _slug(product_slug) or "client"
-    for digits in (4, 4, 4, 6, 8, 12):
-        candidate = f"{base}-{secrets.randbelow(10**digits):0{digits}d}"
-        taken = await session.scalar(
-            select(OAuthClient.id).where(OAuthClient.client_id == candidate)
-        )
-        if taken is None:
-            return candidate
-    return f"{base}-{secrets.token_hex(8)}"
-
-
-async def _client(session: AsyncSession, st: Standing, client_id: str) -> OAuthClient:
-    client = await session.scalar(
-        select(OAuthClient).where(
-            OAuthClient.client_id == client_id, OAuthClient.product_id == st.product.id
-        )
-    )
-    if client is None:
-        raise not_found(f"client {client_id!r} not found in product {st.product.slug}")
-    return client
-
-
 @router.get("/v1/products/{product}/clients", summary="The product's OAuth clients")
 async def list_clients(product: str, caller: CallerDep, store: StoreDep) -> dict[str, Any]:
     async with store.read() as session:
-        st = await standing(session, caller, product, Action.CLIENT_VIEW)
+        st = await load_product(session, caller, product, Action.CLIENT_VIEW)
         clients = (
             await session.scalars(
                 select(OAuthClient)
@@ -160,7 +118,7 @@ async def list_clients(product: str, caller: CallerDep, store: StoreDep) -> dict
         "Particle's console names `Two-Legged Auth (Server)` and `Simple Auth (Mobile/Web App)` "
         "are accepted. `scope`: `customers:create`, `*:*` or `none` (full permissions)."
     ),
-    openapi_extra=_doc(_CLIENT_BODY),
+    openapi_extra=body_doc(_CLIENT_BODY),
 )
 async def create_client(
     product: str, request: Request, caller: CallerDep, store: StoreDep
@@ -177,29 +135,20 @@ async def create_client(
     scope = _scope(raw_scope) if raw_scope is not None else default_scope
     redirect_uri = _redirect_uri(text_field(fields, "redirect_uri", max_len=2000), client_type)
     async with store.read() as session:
-        await standing(session, caller, product, Action.CLIENT_MANAGE)
+        await load_product(session, caller, product, Action.CLIENT_MANAGE)
     secret = secrets.token_hex(20)
     secret_hash = await hash_password_async(secret)  # slow on purpose: outside the write lock
     async with store.write() as session:
-        st = await standing(session, caller, product, Action.CLIENT_MANAGE)
-        client = OAuthClient(
-            client_id=await _new_client_id(session, name, st.product.slug),
-            product_id=st.product.id,
-            name=name,
-            type=client_type.value,
-            secret_hash=secret_hash,
-            redirect_uri=redirect_uri,
-            scope=scope,
-        )
-        session.add(client)
-        await session.flush()
-        record(
+        st = await load_product(session, caller, product, Action.CLIENT_MANAGE)
+        client = await clients.create_client(
             session,
-            st.label,
-            "client.create",
-            product_id=st.product.id,
-            request_id=request_id(request),
-            detail={"client_id": client.client_id, "type": client.type, "scope": scope},
+            st.product,
+            name=name,
+            client_type=client_type,
+            secret_hash=secret_hash,
+            scope=scope,
+            redirect_uri=redirect_uri,
+            by=action_by(st, request),
         )
     return {"ok": True, "client": {**client_json(client), "secret": secret}}
 
@@ -207,7 +156,7 @@ async def create_client(
 @router.put(
     "/v1/products/{product}/clients/{client_id}",
     summary="Rename or rescope an OAuth client",
-    openapi_extra=_doc(_CLIENT_UPDATE_BODY),
+    openapi_extra=body_doc(_CLIENT_UPDATE_BODY),
 )
 async def update_client(
     product: str, client_id: str, request: Request, caller: CallerDep, store: StoreDep
@@ -219,31 +168,16 @@ async def update_client(
     if name is None and raw_scope is None and raw_redirect is None:
         raise bad_request("name: is required (or scope, or redirect_uri)")
     async with store.write() as session:
-        st = await standing(session, caller, product, Action.CLIENT_MANAGE)
-        client = await _client(session, st, client_id)
-        changes: dict[str, Any] = {}
-        if name is not None and name != client.name:
-            changes["name"] = [client.name, name]
-            client.name = name
+        st = await load_product(session, caller, product, Action.CLIENT_MANAGE)
+        client = await clients.find_client(session, st.product, client_id)
+        wanted: dict[str, Any] = {}
+        if name is not None:
+            wanted["name"] = name
         if raw_scope is not None:
-            scope = _scope(raw_scope)
-            if scope != client.scope:
-                changes["scope"] = [client.scope, scope]
-                client.scope = scope
+            wanted["scope"] = _scope(raw_scope)
         if raw_redirect is not None:
-            uri = _redirect_uri(raw_redirect, ClientType(client.type))
-            if uri != client.redirect_uri:
-                changes["redirect_uri"] = [client.redirect_uri, uri]
-                client.redirect_uri = uri
-        if changes:
-            record(
-                session,
-                st.label,
-                "client.update",
-                product_id=st.product.id,
-                request_id=request_id(request),
-                detail={"client_id": client.client_id, **changes},
-            )
+            wanted["redirect_uri"] = _redirect_uri(raw_redirect, ClientType(client.type))
+        clients.update_client(session, st.product, client, action_by(st, request), **wanted)
     return {"ok": True, "client": client_json(client)}
 
 
@@ -255,24 +189,8 @@ async def update_client(
 async def delete_client(
     product: str, client_id: str, request: Request, caller: CallerDep, store: StoreDep
 ) -> Response:
-    rid = request_id(request)
     async with store.write() as session:
-        st = await standing(session, caller, product, Action.CLIENT_MANAGE)
-        client = await _client(session, st, client_id)
-        await revoke(
-            session,
-            AccessToken.oauth_client_id == client.id,
-            actor=st.label,
-            request_id=rid,
-            product_id=st.product.id,
-        )
-        record(
-            session,
-            st.label,
-            "client.delete",
-            product_id=st.product.id,
-            request_id=rid,
-            detail={"client_id": client.client_id, "type": client.type},
-        )
-        await session.delete(client)
+        st = await load_product(session, caller, product, Action.CLIENT_MANAGE)
+        client = await clients.find_client(session, st.product, client_id)
+        await clients.delete_client(session, st.product, client, action_by(st, request))
     return Response(status_code=204)

@@ -12,24 +12,22 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func, select
 
-from fermion.cloud.api.auth import CallerDep, StoreDep, request_id
-from fermion.cloud.api.errors import bad_request, not_found
-from fermion.cloud.api.fields import body_fields, bool_field, text_field
+from fermion.cloud.actions import By, customers
+from fermion.cloud.api.auth import CallerDep, StoreDep, action_by, request_id
+from fermion.cloud.api.errors import bad_request
+from fermion.cloud.api.fields import body_doc, body_fields, bool_field, text_field
 from fermion.cloud.api.product_access import (
-    Standing,
+    load_product,
     paging,
-    standing,
     token_or_client,
     total_pages,
 )
 from fermion.cloud.credentials import hash_password_async
 from fermion.cloud.domain.permissions import Action, check
-from fermion.cloud.store.audit import record
-from fermion.cloud.store.models import AccessToken, Customer, Device, OwnerKind, utcnow
-from fermion.cloud.tokens import TokenOwner, mint, revoke
+from fermion.cloud.store.models import Customer, Device, OwnerKind
+from fermion.cloud.tokens import TokenOwner, mint
 
 router = APIRouter(tags=["customers"])
 
@@ -51,35 +49,11 @@ _PASSWORD_BODY = {
 }
 
 
-def _doc(schema: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": False,
-            "content": {
-                "application/x-www-form-urlencoded": {"schema": schema},
-                "application/json": {"schema": schema},
-            },
-        }
-    }
-
-
 def _email(raw: str) -> str:
     email = raw.strip().lower()
     if not email or any(c.isspace() or not c.isprintable() for c in email):
         raise bad_request("email: must be a non-empty identifier without spaces")
     return email
-
-
-async def _customer(session: AsyncSession, st: Standing, raw_email: str) -> Customer:
-    customer = await session.scalar(
-        select(Customer).where(
-            Customer.product_id == st.product.id,
-            func.lower(Customer.email) == raw_email.strip().lower(),
-        )
-    )
-    if customer is None:
-        raise not_found(f"customer {raw_email!r} not found in product {st.product.slug}")
-    return customer
 
 
 @router.get("/v1/products/{product}/customers", summary="The product's customers, paged")
@@ -93,7 +67,7 @@ async def list_customers(
 ) -> dict[str, Any]:
     page, per_page = paging(page, per_page_camel or per_page_snake)
     async with store.read() as session:
-        st = await standing(session, caller, product, Action.CUSTOMER_VIEW)
+        st = await load_product(session, caller, product, Action.CUSTOMER_VIEW)
         total = await session.scalar(
             select(func.count()).select_from(Customer).where(Customer.product_id == st.product.id)
         )
@@ -159,7 +133,7 @@ async def list_customers(
         "product OAuth client's own credentials (HTTP Basic, or `client_id` and `client_secret` "
         "in the body). `no_password=true` makes a two-legged (shadow) customer."
     ),
-    openapi_extra=_doc(_CUSTOMER_BODY),
+    openapi_extra=body_doc(_CUSTOMER_BODY),
 )
 async def create_customer(product: str, request: Request, store: StoreDep) -> JSONResponse:
     fields = await body_fields(request)
@@ -179,25 +153,8 @@ async def create_customer(product: str, request: Request, store: StoreDep) -> JS
         password_hash = await hash_password_async(password)
     rid = request_id(request)
     async with store.write() as session:
-        exists = await session.scalar(
-            select(Customer.id).where(
-                Customer.product_id == st.product.id, func.lower(Customer.email) == email
-            )
-        )
-        if exists is not None:
-            raise bad_request(
-                f"email: customer {email!r} already exists in product {st.product.slug}"
-            )
-        customer = Customer(product_id=st.product.id, email=email, password_hash=password_hash)
-        session.add(customer)
-        await session.flush()
-        record(
-            session,
-            st.label,
-            "customer.create",
-            product_id=st.product.id,
-            request_id=rid,
-            detail={"email": email, "no_password": password_hash is None},
+        customer = await customers.create_customer(
+            session, st.product, email, password_hash, By(st.label, rid)
         )
         client = st.client
         if client is None and st.caller is not None and st.caller.kind is OwnerKind.CLIENT:
@@ -225,7 +182,7 @@ async def create_customer(product: str, request: Request, store: StoreDep) -> JS
 @router.put(
     "/v1/products/{product}/customers/{email}",
     summary="Set a customer's password",
-    openapi_extra=_doc(_PASSWORD_BODY),
+    openapi_extra=body_doc(_PASSWORD_BODY),
 )
 async def update_customer(
     product: str, email: str, request: Request, caller: CallerDep, store: StoreDep
@@ -234,20 +191,12 @@ async def update_customer(
     password = text_field(fields, "password", required=True, max_len=1000)
     assert password is not None
     async with store.read() as session:
-        st = await standing(session, caller, product, Action.CUSTOMER_MANAGE)
-        await _customer(session, st, email)
+        st = await load_product(session, caller, product, Action.CUSTOMER_MANAGE)
+        await customers.find_customer(session, st.product, email)
     password_hash = await hash_password_async(password)
     async with store.write() as session:
-        customer = await _customer(session, st, email)
-        customer.password_hash = password_hash
-        record(
-            session,
-            st.label,
-            "customer.update",
-            product_id=st.product.id,
-            request_id=request_id(request),
-            detail={"email": customer.email, "changed": ["password"]},
-        )
+        customer = await customers.find_customer(session, st.product, email)
+        customers.set_password(session, st.product, customer, password_hash, action_by(st, request))
     return {"ok": True}
 
 
@@ -258,56 +207,8 @@ async def update_customer(
 async def delete_customer(
     product: str, email: str, request: Request, caller: CallerDep, store: StoreDep
 ) -> dict[str, Any]:
-    rid = request_id(request)
     async with store.write() as session:
-        st = await standing(session, caller, product, Action.CUSTOMER_MANAGE)
-        customer = await _customer(session, st, email)
-        await revoke(
-            session,
-            AccessToken.customer_id == customer.id,
-            actor=st.label,
-            request_id=rid,
-            product_id=st.product.id,
-        )
-        # Their devices change hands: owner_since moves on and notes go (see ownership).
-        owned = (
-            await session.execute(
-                select(Device.id, Device.notes)
-                .where(Device.owner_customer_id == customer.id)
-                .order_by(Device.id)
-                .with_for_update()
-            )
-        ).all()
-        released = [device_id for device_id, _ in owned]
-        now = utcnow()
-        if released:
-            await session.execute(
-                update(Device)
-                .where(Device.id.in_(released))
-                .values(owner_customer_id=None, owner_since=now, notes=None, updated_at=now)
-            )
-        for device_id, notes in owned:
-            record(
-                session,
-                st.label,
-                "device.unclaim",
-                device_id=device_id,
-                product_id=st.product.id,
-                request_id=rid,
-                at=now,
-                detail={
-                    "owner": f"customer:{customer.email}",
-                    "reason": "customer deleted",
-                    **({"notes": "cleared"} if notes else {}),
-                },
-            )
-        record(
-            session,
-            st.label,
-            "customer.delete",
-            product_id=st.product.id,
-            request_id=rid,
-            detail={"email": customer.email, "released_devices": list(released)},
-        )
-        await session.delete(customer)
+        st = await load_product(session, caller, product, Action.CUSTOMER_MANAGE)
+        customer = await customers.find_customer(session, st.product, email)
+        await customers.delete_customer(session, st.product, customer, action_by(st, request))
     return {"ok": True}

@@ -16,32 +16,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fermion.cloud.api.auth import CallerDep, StoreDep, request_id
 from fermion.cloud.api.errors import ApiError, bad_request
-from fermion.cloud.api.fields import body_fields, text_field
-from fermion.cloud.api.product_access import standing
+from fermion.cloud.api.fields import body_doc, body_fields, text_field
+from fermion.cloud.api.product_access import load_product
 from fermion.cloud.claimcodes import issue
 from fermion.cloud.domain.permissions import Action, Principal
 from fermion.cloud.store.models import Customer, Device, OwnerKind
 
 router = APIRouter(tags=["devices"])
 
-_FORM = {
-    "requestBody": {
-        "required": False,
-        "content": {
-            ctype: {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "iccid": {"type": "string"},
-                        "imei": {"type": "string"},
-                        "customer": {"type": "string", "description": "product token only"},
-                    },
-                }
-            }
-            for ctype in ("application/json", "application/x-www-form-urlencoded")
+_FORM = body_doc(
+    {
+        "type": "object",
+        "properties": {
+            "iccid": {"type": "string"},
+            "imei": {"type": "string"},
+            "customer": {"type": "string", "description": "product token only"},
         },
     }
-}
+)
 
 
 async def _owned(session: AsyncSession, condition: Any) -> list[str]:
@@ -90,7 +82,7 @@ async def create_product_claim_code(
     fields = await body_fields(request)
     named = text_field(fields, "customer", max_len=254)
     async with store.write() as session:
-        st = await standing(session, caller, product, Action.DEVICE_CLAIM)
+        st = await load_product(session, caller, product, Action.DEVICE_CLAIM)
         if st.actor is Principal.CUSTOMER:
             customer_id = caller.customer_id
         elif st.actor is Principal.PRODUCT_CLIENT:

@@ -8,15 +8,20 @@ from fastapi import APIRouter, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fermion.cloud.api.access import authorize_with_role, device_id_param, load_authorized
-from fermion.cloud.api.auth import Caller, CallerDep, StoreDep, actor_in_product, request_id
+from fermion.cloud.actions import devices
+from fermion.cloud.api.access import authorize_with_role, device_id_param, load_device
+from fermion.cloud.api.auth import (
+    Caller,
+    CallerDep,
+    StoreDep,
+    action_by,
+    actor_in_product,
+)
 from fermion.cloud.api.errors import ApiError, bad_request, not_found
-from fermion.cloud.api.fields import body_fields, text_field
+from fermion.cloud.api.fields import body_doc, body_fields, text_field
 from fermion.cloud.api.views import device_json, iso
 from fermion.cloud.domain.permissions import Action, check
-from fermion.cloud.ownership import change_owner
-from fermion.cloud.store.audit import record
-from fermion.cloud.store.models import ClientType, Device, OAuthClient, OwnerKind, utcnow
+from fermion.cloud.store.models import ClientType, Device, OAuthClient, OwnerKind
 from fermion.cloud.store.queries import device_and_role, device_list, device_row
 
 router = APIRouter(tags=["devices"])
@@ -46,19 +51,12 @@ _ID_FORM = {
         }
     }
 }
-_PUT_FORM = {
-    "requestBody": {
-        "content": {
-            ctype: {
-                "schema": {
-                    "type": "object",
-                    "properties": {"name": {"type": "string"}, "notes": {"type": "string"}},
-                }
-            }
-            for ctype in ("application/json", "application/x-www-form-urlencoded")
-        }
+_PUT_FORM = body_doc(
+    {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "notes": {"type": "string"}},
     }
-}
+)
 
 
 @router.get("/v1/devices", summary="Devices claimed by the caller (a product token: the product's)")
@@ -143,16 +141,13 @@ async def claim_device(request: Request, caller: CallerDep, store: StoreDep) -> 
             new_owner = {"user_id": caller.user_id}
         if not product_acting and not device.online:
             raise _not_connected(device_id)
-        now, released = change_owner(device, **new_owner)
-        record(
+        devices.claim(
             session,
-            caller.label,
-            "device.claim",
-            device_id=device_id,
-            product_id=device.product_id,
-            request_id=request_id(request),
-            at=now,
-            detail={"owner": caller.email, "owner_kind": caller.kind.value, **released},
+            device,
+            action_by(caller, request),
+            owner=caller.email,
+            owner_kind=caller.kind.value,
+            **new_owner,
         )
     return _claimed(device_id)
 
@@ -197,24 +192,8 @@ async def unclaim_device(
     device_id: str, request: Request, caller: CallerDep, store: StoreDep
 ) -> dict[str, Any]:
     async with store.write() as session:
-        row = await load_authorized(
-            session, caller, device_id, Action.DEVICE_UNCLAIM, for_update=True
-        )
-        device = row.device
-        if device.owner_user_id is None and device.owner_customer_id is None:
-            return {"ok": True}
-        previous = row.owner_email
-        now, released = change_owner(device)
-        record(
-            session,
-            caller.label,
-            "device.unclaim",
-            device_id=device.id,
-            product_id=device.product_id,
-            request_id=request_id(request),
-            at=now,
-            detail={"previous_owner": previous, **released},
-        )
+        row = await load_device(session, caller, device_id, Action.DEVICE_UNCLAIM, for_update=True)
+        devices.unclaim(session, row, action_by(caller, request))
     return {"ok": True}
 
 
@@ -230,18 +209,20 @@ async def update_device(
     if name is None and notes is None:
         raise bad_request("name: one of name or notes is required")
     async with store.write() as session:
-        row = await load_authorized(session, caller, device_id, Action.DEVICE_EDIT)
+        row = await load_device(session, caller, device_id, Action.DEVICE_EDIT)
         device = row.device
-        reply: dict[str, Any] = {"id": device.id}
+        text = None
         if name is not None:
             text = text_field(fields, "name", max_len=200)
             if text is None or not text.strip():
                 raise bad_request("name: must not be empty")
-            device.name = text.strip()
+            text = text.strip()
+        new_notes = None if notes is None else text_field(fields, "notes", max_len=10_000) or ""
+        devices.edit(session, device, action_by(caller, request), name=text, notes=new_notes)
+        reply: dict[str, Any] = {"id": device.id}
+        if name is not None:
             reply["name"] = device.name
         if notes is not None:
-            device.notes = text_field(fields, "notes", max_len=10_000) or ""
             reply["notes"] = device.notes
-        device.updated_at = utcnow()
         reply["updated_at"] = iso(device.updated_at)
     return reply

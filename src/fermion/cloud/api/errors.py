@@ -9,6 +9,7 @@ clearing a stored token.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fermion.cloud.credentials import Argon2Busy
 from fermion.cloud.domain.permissions import PermissionDenied
-from fermion.errors import FermionError, KeyFormatError
+from fermion.errors import FermionError, KeyFormatError, NotAllowed, NotFound
 
 log = logging.getLogger("fermion.cloud.api")
 
@@ -91,6 +92,24 @@ def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "body"
 
 
+# Errors a person must act on, by the status they are answered with (the most specific class
+# wins: Starlette looks an exception's handler up along its class's MRO).
+_STATUS_OF: dict[type[Exception], int] = {
+    NotFound: 404,
+    NotAllowed: 403,
+    PermissionDenied: 403,
+    KeyFormatError: 400,
+    FermionError: 400,
+}
+
+
+def _answer_with(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def answer(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(request.url.path, status, str(exc))
+
+    return answer
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -110,17 +129,8 @@ def install(app: FastAPI) -> None:
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
-    @app.exception_handler(PermissionDenied)
-    async def _denied(request: Request, exc: PermissionDenied) -> JSONResponse:
-        return error_response(request.url.path, 403, str(exc))
-
-    @app.exception_handler(KeyFormatError)
-    async def _bad_key(request: Request, exc: KeyFormatError) -> JSONResponse:
-        return error_response(request.url.path, 400, str(exc))
-
-    @app.exception_handler(FermionError)
-    async def _fermion(request: Request, exc: FermionError) -> JSONResponse:
-        return error_response(request.url.path, 400, str(exc))
+    for kind, status in _STATUS_OF.items():
+        app.add_exception_handler(kind, _answer_with(status))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

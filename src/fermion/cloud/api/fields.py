@@ -259,3 +259,21 @@ async def checked_parameters(request: Request) -> None:
         if problem:
             raise bad_request(f"query: a parameter name {problem}")
         _check_parameter(name, raw, declared.get((False, name), set()), False)
+
+
+JSON_OR_FORM = ("application/json", "application/x-www-form-urlencoded")
+
+
+def body_doc(schema: dict[str, Any], *, multipart: bool = False) -> dict[str, Any]:
+    """OpenAPI's ``requestBody`` for a route that reads ``body_fields``: the same fields as JSON
+    or as a form (``multipart``: or a file upload), none of them required by the schema itself
+    (the route names a missing field in its 400)."""
+    content: dict[str, Any] = {ctype: {"schema": schema} for ctype in JSON_OR_FORM}
+    if multipart:
+        content["multipart/form-data"] = {
+            "schema": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+            }
+        }
+    return {"requestBody": {"required": False, "content": content}}

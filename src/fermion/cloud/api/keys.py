@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
 
-from fermion.cloud.api.access import load_authorized
+from fermion.cloud.api.access import load_device
 from fermion.cloud.api.auth import CallerDep, StoreDep, request_id
 from fermion.cloud.api.errors import ApiError, bad_request, not_found
 from fermion.cloud.api.fields import body_fields, text_field
@@ -30,7 +30,7 @@ router = APIRouter(tags=["fermion"])
 )
 async def key_history(device_id: str, caller: CallerDep, store: StoreDep) -> dict[str, Any]:
     async with store.read() as session:
-        row = await load_authorized(session, caller, device_id, Action.KEY_VIEW)
+        row = await load_device(session, caller, device_id, Action.KEY_VIEW)
         keys = await session.scalars(
             select(DeviceKey)
             .where(DeviceKey.device_id == row.device.id)
@@ -58,7 +58,7 @@ async def list_candidates(
     ),
 ) -> dict[str, Any]:
     async with store.read() as session:
-        row = await load_authorized(session, caller, device_id, Action.KEY_VIEW)
+        row = await load_device(session, caller, device_id, Action.KEY_VIEW)
         stmt = select(KeyCandidate).where(KeyCandidate.device_id == row.device.id)
         every = list(await session.scalars(stmt.order_by(KeyCandidate.last_seen.desc())))
         found = [c for c in every if status is None or c.status == status.value]
@@ -86,7 +86,7 @@ async def _decide(
     store: StoreDep,
 ) -> dict[str, Any]:
     async with store.write() as session:
-        row = await load_authorized(session, caller, device_id, Action.KEY_APPROVE, for_update=True)
+        row = await load_device(session, caller, device_id, Action.KEY_APPROVE, for_update=True)
         candidate = await session.get(KeyCandidate, candidate_id)
         if candidate is None or candidate.device_id != row.device.id:
             raise not_found(f"candidate {candidate_id} of device {row.device.id} not found")
@@ -161,7 +161,7 @@ async def restore_version(
     device_id: str, version: int, request: Request, caller: CallerDep, store: StoreDep
 ) -> dict[str, Any]:
     async with store.write() as session:
-        row = await load_authorized(session, caller, device_id, Action.KEY_UPLOAD, for_update=True)
+        row = await load_device(session, caller, device_id, Action.KEY_UPLOAD, for_update=True)
         old = await session.scalar(
             select(DeviceKey).where(
                 DeviceKey.device_id == row.device.id, DeviceKey.version == version
@@ -202,7 +202,7 @@ async def repair(
     assert text is not None
     key = parse_device_public_key(text, text_field(fields, "algorithm", max_len=20))
     async with store.write() as session:
-        row = await load_authorized(session, caller, device_id, Action.KEY_REPAIR, for_update=True)
+        row = await load_device(session, caller, device_id, Action.KEY_REPAIR, for_update=True)
         device = row.device
         require_fits_device(key, device.id, device.transport, "publicKey")
         if text_field(fields, "deviceID", max_len=100) not in (None, device.id):

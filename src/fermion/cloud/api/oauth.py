@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,6 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fermion.cloud.api.auth import StoreDep, request_id
+from fermion.cloud.api.client_auth import client_credentials, product_client
 from fermion.cloud.api.errors import ApiError
 from fermion.cloud.api.fields import body_fields, parse_time, text_field
 from fermion.cloud.api.ratelimit import Attempt, LoginRefused
@@ -38,23 +37,6 @@ _LIMITED_SCOPES = {"customers:create"}
 
 def _oauth_error(status: int, code: str, description: str) -> ApiError:
     return ApiError(status, description, code=code)
-
-
-def _client_credentials(request: Request, fields: dict[str, Any]) -> tuple[str | None, str | None]:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "basic" and value:
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            raise _oauth_error(
-                400, "invalid_client", "Authorization: malformed Basic credentials"
-            ) from None
-        client_id, _, secret = decoded.partition(":")
-        return client_id or None, secret
-    return text_field(fields, "client_id", max_len=200), text_field(
-        fields, "client_secret", max_len=500
-    )
 
 
 def _expiry(fields: dict[str, Any], now: datetime) -> tuple[int | None, datetime | None]:
@@ -84,26 +66,6 @@ def _expiry(fields: dict[str, Any], now: datetime) -> tuple[int | None, datetime
                 f"at most {MAX_EXPIRES_IN} seconds (10 years) from now",
             )
     return expires_in, expires_at
-
-
-async def _product_client(
-    session: AsyncSession, client_id: str | None, secret: str | None
-) -> OAuthClient | None:
-    """The client whose id and secret these are, or None; an unknown id costs a verification
-    all the same.
-
-    ``session`` must be a read session: it is closed (its connection given back to the pool)
-    before the argon2 wait, and the caller's next statement on it takes a fresh connection.
-    The client comes back detached, with its columns loaded.
-    """
-    if not client_id:
-        return None
-    client = await session.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
-    # Never hold a pooled connection while waiting for argon2: a flood of logins would drain
-    # the pool for every other request (issue #10, item 3).
-    await session.close()
-    ok = await verify_password_async(client.secret_hash if client else None, secret or "")
-    return client if ok and client is not None else None
 
 
 def _too_many(refused: LoginRefused) -> ApiError:
@@ -185,7 +147,7 @@ async def _grant(request: Request, store: Store, attempt: Attempt) -> dict[str, 
             "unsupported_grant_type",
             f"grant_type: {grant!r} is not one of password, client_credentials, refresh_token",
         )
-    client_id, secret = _client_credentials(request, fields)
+    client_id, secret = client_credentials(request, fields)
     # One instant per request, by the app's token clock: what the grant checks and mints with.
     return await handler(store, fields, client_id, secret, rid, attempt, request.app.state.clock())
 
@@ -304,7 +266,7 @@ async def _client_credentials_grant(
     now: datetime,
 ) -> dict[str, Any]:
     async with store.read() as session:
-        client = await _product_client(session, client_id, secret)
+        client = await product_client(session, client_id, secret)
         if client is None:
             raise _oauth_error(401, "invalid_client", "client credentials are invalid")
         owner, actor = await _client_owner(session, client, fields)
@@ -387,7 +349,7 @@ async def _refresh_grant(
         if expired(row.expires_at, now):
             raise invalid
         if row.oauth_client_id is not None:
-            client = await _product_client(session, client_id, secret)
+            client = await product_client(session, client_id, secret)
             if client is None or client.id != row.oauth_client_id:
                 raise _oauth_error(401, "invalid_client", "client credentials are invalid")
         elif client_id != row.client_name:

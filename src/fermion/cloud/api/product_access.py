@@ -15,12 +15,13 @@ from fastapi import Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fermion.cloud.api.access import check_standing
 from fermion.cloud.api.auth import Caller, actor_in_product, lookup_token, token_from_request
+from fermion.cloud.api.client_auth import client_credentials, product_client
 from fermion.cloud.api.errors import ApiError, bad_request, forbidden, not_found, unauthorized
 from fermion.cloud.api.fields import body_fields
-from fermion.cloud.api.oauth import _client_credentials, _product_client
-from fermion.cloud.domain.permissions import Action, Actor, Principal, check
-from fermion.cloud.store.models import OAuthClient, Product, TeamMembership, User
+from fermion.cloud.domain.permissions import Action, Actor, Principal
+from fermion.cloud.store.models import Device, OAuthClient, OwnerKind, Product, TeamMembership, User
 from fermion.cloud.store.queries import DeviceRow, device_row, product_by_id_or_slug
 from fermion.ids import parse_device_id
 
@@ -46,24 +47,13 @@ async def find_product(session: AsyncSession, ref: str) -> Product:
     return product
 
 
-def check_in_product(
-    product: Product, ref: str, actor: Actor | None, action: Action, also: Actor | None = None
-) -> None:
-    """``permissions.check`` for a product route. Someone with no standing at all in the
-    product gets the 404 an unknown product gets, so that a refusal does not tell outsiders
-    which products exist; anyone with a standing gets the 403 naming the role needed."""
-    if actor is None and also is None:
-        raise not_found(f"product {ref!r} not found")
-    check(actor, action, product.slug, also=also)
-
-
-async def standing(
+async def load_product(
     session: AsyncSession, caller: Caller, ref: str, action: Action, *, also: Actor | None = None
 ) -> Standing:
     """The product ``ref`` names and the caller's standing in it, checked against ``action``."""
     product = await find_product(session, ref)
     actor = await actor_in_product(session, caller, product.id)
-    check_in_product(product, ref, actor, action, also)
+    check_standing(actor, also, action, product.slug, f"product {ref!r} not found")
     return Standing(product, actor, caller.label, caller=caller)
 
 
@@ -79,17 +69,17 @@ async def token_or_client(request: Request, session: AsyncSession, ref: str) -> 
         product = await find_product(session, ref)
         actor = await actor_in_product(session, caller, product.id)
         if actor is None:
-            raise not_found(f"product {ref!r} not found")  # as check_in_product
+            raise not_found(f"product {ref!r} not found")  # as check_standing
         return Standing(product, actor, caller.label, caller)
-    client_id, secret = _client_credentials(request, await body_fields(request))
+    client_id, secret = client_credentials(request, await body_fields(request))
     if not client_id:
         raise unauthorized("The access token was not found.")
-    client = await _product_client(session, client_id, secret)
+    client = await product_client(session, client_id, secret)
     if client is None:
         raise ApiError(401, "client credentials are invalid", code="invalid_client")
     product = await find_product(session, ref)
     if client.product_id != product.id:
-        raise not_found(f"product {ref!r} not found")  # no standing in it: as check_in_product
+        raise not_found(f"product {ref!r} not found")  # no standing in it: as check_standing
     label = f"client:{client.client_id}@product:{product.id}"
     return Standing(product, Principal.PRODUCT_CLIENT, label, client=client)
 
@@ -107,6 +97,36 @@ async def product_device(
     ):
         raise forbidden(f"device {device_id} is not one of this customer's devices")
     return row
+
+
+async def load_product_device(
+    session: AsyncSession,
+    caller: Caller,
+    product: str,
+    device_id: str,
+    action: Action,
+    *,
+    for_update: bool = False,
+) -> tuple[Standing, DeviceRow]:
+    """The caller's standing toward one product device, checked against ``action``.
+
+    The permission is decided before the device is looked up for anyone with no standing, so
+    an outsider learns nothing about which devices exist; a user off the team who owns the
+    device acts as its owner.
+    """
+    found = await find_product(session, product)
+    actor = await actor_in_product(session, caller, found.id)
+    also = None
+    wanted = parse_device_id(device_id)
+    if actor is None and caller.kind is OwnerKind.USER and wanted is not None:
+        owner = await session.scalar(
+            select(Device.owner_user_id).where(Device.id == wanted, Device.product_id == found.id)
+        )
+        if owner is not None and owner == caller.user_id:
+            also = Principal.DEVICE_OWNER
+    check_standing(actor, also, action, found.slug, f"product {product!r} not found")
+    st = Standing(found, actor, caller.label, caller=caller)
+    return st, await product_device(session, st, device_id, for_update=for_update)
 
 
 def paging(page: int | None, per_page: int | None) -> tuple[int, int]:

@@ -13,17 +13,16 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 
-from fermion.cloud.api.auth import Caller, CallerDep, StoreDep, actor_in_product, request_id
+from fermion.cloud.actions import devices
+from fermion.cloud.api.auth import Caller, CallerDep, StoreDep, action_by, request_id
 from fermion.cloud.api.errors import bad_request
-from fermion.cloud.api.fields import body_fields, text_field
+from fermion.cloud.api.fields import body_doc, body_fields, text_field
 from fermion.cloud.api.product_access import (
     Standing,
-    check_in_product,
-    find_product,
+    load_product,
+    load_product_device,
     paging,
-    product_device,
     product_owner_email,
-    standing,
     total_pages,
 )
 from fermion.cloud.api.views import device_json, iso
@@ -53,21 +52,6 @@ _SORT = {
     "firmwareVersion": Device.id,  # Fermion does not track firmware versions
     "lastConnection": Device.last_heard,
 }
-
-_JSON_OR_FORM = ("application/json", "application/x-www-form-urlencoded")
-
-
-def _body_doc(properties: dict[str, Any], *, multipart: bool = False) -> dict[str, Any]:
-    schema = {"type": "object", "properties": properties}
-    content = {ctype: {"schema": schema} for ctype in _JSON_OR_FORM}
-    if multipart:
-        content["multipart/form-data"] = {
-            "schema": {
-                "type": "object",
-                "properties": {"file": {"type": "string", "format": "binary"}},
-            }
-        }
-    return {"requestBody": {"required": False, "content": content}}
 
 
 def product_json(product: Product, owner_email: str | None) -> dict[str, Any]:
@@ -140,7 +124,7 @@ async def list_products(caller: CallerDep, store: StoreDep) -> dict[str, Any]:
 @router.get("/v1/products/{product}", summary="One product, by numeric id or slug")
 async def get_product(product: str, caller: CallerDep, store: StoreDep) -> dict[str, Any]:
     async with store.read() as session:
-        st = await standing(session, caller, product, Action.PRODUCT_VIEW)
+        st = await load_product(session, caller, product, Action.PRODUCT_VIEW)
         owner = await product_owner_email(session, st.product.id)
         return {"product": product_json(st.product, owner)}
 
@@ -170,7 +154,7 @@ async def list_product_devices(
     if sort_dir is not None and sort_dir not in ("asc", "desc"):
         raise bad_request(f"sortDir: {sort_dir!r} is not one of asc, desc")
     async with store.read() as session:
-        st = await standing(session, caller, product, Action.DEVICE_VIEW)
+        st = await load_product(session, caller, product, Action.DEVICE_VIEW)
         conditions: list[Any] = [Device.product_id == st.product.id]
         if st.actor is Principal.CUSTOMER:
             conditions.append(Device.owner_customer_id == caller.customer_id)
@@ -269,11 +253,14 @@ async def _requested_ids(fields: dict[str, Any]) -> list[str]:
         "(`protectedDeviceIds` otherwise, nothing changed); `claim_user` claims devices nobody "
         "owns and never replaces an owner."
     ),
-    openapi_extra=_body_doc(
+    openapi_extra=body_doc(
         {
-            "id": {"type": "string"},
-            "ids": {"type": "array", "items": {"type": "string"}},
-            "claim_user": {"type": "string"},
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "ids": {"type": "array", "items": {"type": "string"}},
+                "claim_user": {"type": "string"},
+            },
         },
         multipart=True,
     ),
@@ -293,7 +280,7 @@ async def import_devices(
     }
     rid = request_id(request)
     async with store.write() as session:
-        st = await standing(session, caller, product, Action.DEVICE_ADD)
+        st = await load_product(session, caller, product, Action.DEVICE_ADD)
         claim_user_id = await _claim_user(session, st, claim_user)
         platform = BY_ID.get(st.product.platform_id)
         transport = platform.transport if platform else Transport.TCP
@@ -399,42 +386,12 @@ async def _claim_user(session: AsyncSession, st: Standing, email: str | None) ->
     return user_id
 
 
-async def _device_standing(
-    session: AsyncSession,
-    caller: Caller,
-    product: str,
-    device_id: str,
-    action: Action,
-    *,
-    for_update: bool = False,
-) -> tuple[Standing, DeviceRow]:
-    """The caller's standing toward one product device, checked against ``action``.
-
-    The permission is decided before the device is looked up for anyone with no standing, so
-    an outsider learns nothing about which devices exist; a user off the team who owns the
-    device acts as its owner.
-    """
-    found = await find_product(session, product)
-    actor = await actor_in_product(session, caller, found.id)
-    also = None
-    wanted = parse_device_id(device_id)
-    if actor is None and caller.kind is OwnerKind.USER and wanted is not None:
-        owner = await session.scalar(
-            select(Device.owner_user_id).where(Device.id == wanted, Device.product_id == found.id)
-        )
-        if owner is not None and owner == caller.user_id:
-            also = Principal.DEVICE_OWNER
-    check_in_product(found, product, actor, action, also)
-    st = Standing(found, actor, caller.label, caller=caller)
-    return st, await product_device(session, st, device_id, for_update=for_update)
-
-
 @router.get("/v1/products/{product}/devices/{device_id}", summary="One device in the product")
 async def get_product_device(
     product: str, device_id: str, caller: CallerDep, store: StoreDep
 ) -> dict[str, Any]:
     async with store.read() as session:
-        _, row = await _device_standing(session, caller, product, device_id, Action.DEVICE_VIEW)
+        _, row = await load_product_device(session, caller, product, device_id, Action.DEVICE_VIEW)
         return product_device_json(row)
 
 
@@ -445,12 +402,15 @@ _ACCEPTED_NOOP = ("signal", "development", "desired_firmware_version", "flash")
 @router.put(
     "/v1/products/{product}/devices/{device_id}",
     summary="Rename a product device or set its notes",
-    openapi_extra=_body_doc(
+    openapi_extra=body_doc(
         {
-            "name": {"type": "string", "maxLength": 200},
-            "notes": {"type": "string", "maxLength": 10000},
-            "signal": {"type": "string"},
-            "development": {"type": "boolean"},
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "maxLength": 200},
+                "notes": {"type": "string", "maxLength": 10000},
+                "signal": {"type": "string"},
+                "development": {"type": "boolean"},
+            },
         }
     ),
 )
@@ -463,28 +423,11 @@ async def update_product_device(
     if name is None and notes is None and not any(k in fields for k in _ACCEPTED_NOOP):
         raise bad_request("name: is required (or notes)")
     async with store.write() as session:
-        st, row = await _device_standing(
+        st, row = await load_product_device(
             session, caller, product, device_id, Action.DEVICE_EDIT, for_update=True
         )
         device = row.device
-        changes: dict[str, Any] = {}
-        if name is not None and name != device.name:
-            changes["name"] = [device.name, name]
-            device.name = name
-        if notes is not None and notes != device.notes:
-            changes["notes"] = "changed"
-            device.notes = notes
-        if changes:
-            device.updated_at = utcnow()
-            record(
-                session,
-                st.label,
-                "device.edit",
-                device_id=device.id,
-                product_id=st.product.id,
-                request_id=request_id(request),
-                detail=changes,
-            )
+        devices.edit(session, device, action_by(st, request), name=name, notes=notes)
         body = product_device_json(row)
     body["updated_at"] = iso(device.updated_at)
     return body
@@ -498,45 +441,11 @@ async def update_product_device(
 async def remove_product_device(
     product: str, device_id: str, request: Request, caller: CallerDep, store: StoreDep
 ) -> Response:
-    rid = request_id(request)
     async with store.write() as session:
-        st, row = await _device_standing(
+        st, row = await load_product_device(
             session, caller, product, device_id, Action.DEVICE_REMOVE, for_update=True
         )
-        device = row.device
-        now = utcnow()
-        if device.owner_customer_id is not None:
-            # A customer exists only inside its product: out of the product, it cannot own it.
-            _, released = change_owner(device, user_id=device.owner_user_id, now=now)
-            record(
-                session,
-                st.label,
-                "device.unclaim",
-                device_id=device.id,
-                product_id=st.product.id,
-                request_id=rid,
-                at=now,
-                detail={
-                    "owner": f"customer:{row.customer_email}",
-                    "reason": "removed",
-                    **released,
-                },
-            )
-        detail: dict[str, Any] = {}
-        if clear_notes(device):
-            detail["notes"] = "cleared"  # the product's notes stay with the product
-        device.product_id = None
-        device.updated_at = now
-        record(
-            session,
-            st.label,
-            "device.remove",
-            device_id=device.id,
-            product_id=st.product.id,
-            request_id=rid,
-            at=now,
-            detail=detail or None,
-        )
+        devices.remove_from_product(session, row, action_by(st, request))
     return Response(status_code=204)
 
 
@@ -548,25 +457,8 @@ async def unclaim_product_device(
     product: str, device_id: str, request: Request, caller: CallerDep, store: StoreDep
 ) -> dict[str, Any]:
     async with store.write() as session:
-        st, row = await _device_standing(
+        st, row = await load_product_device(
             session, caller, product, device_id, Action.DEVICE_UNCLAIM, for_update=True
         )
-        device = row.device
-        if device.owner_user_id is not None or device.owner_customer_id is not None:
-            owner = (
-                f"customer:{row.customer_email}"
-                if device.owner_customer_id is not None
-                else f"user:{row.owner_email}"
-            )
-            now, released = change_owner(device)
-            record(
-                session,
-                st.label,
-                "device.unclaim",
-                device_id=device.id,
-                product_id=st.product.id,
-                request_id=request_id(request),
-                at=now,
-                detail={"owner": owner, **released},
-            )
+        devices.unclaim(session, row, action_by(st, request))
     return {"ok": True}

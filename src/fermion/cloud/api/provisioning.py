@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from fermion.cloud.api.access import device_id_param, device_standing
+from fermion.cloud.api.access import device_actors, device_id_param
 from fermion.cloud.api.auth import (
     Caller,
     CallerDep,
@@ -20,6 +20,7 @@ from fermion.cloud.api.auth import (
 )
 from fermion.cloud.api.errors import ApiError, bad_request, not_found
 from fermion.cloud.api.fields import body_fields, text_field
+from fermion.cloud.api.repairs import GIVEN_KEY, device_facts, plan_text
 from fermion.cloud.api.views import fp
 from fermion.cloud.domain.keypolicy import (
     ALGORITHM_TRANSPORT,
@@ -28,6 +29,7 @@ from fermion.cloud.domain.keypolicy import (
 )
 from fermion.cloud.domain.permissions import Action, PermissionDenied, Principal, check
 from fermion.cloud.domain.platforms import DEFAULT_TCP, DEFAULT_UDP
+from fermion.cloud.domain.repair_plan import DeviceFacts, plan_repair
 from fermion.cloud.keyops import KeyVersion, NewKey, append_key_version
 from fermion.cloud.store import Store
 from fermion.cloud.store.audit import record_now
@@ -68,17 +70,20 @@ _BODY = {
 }
 
 
-def customer_device_refusal(device_id: str, customer: str | None, product_id: int) -> str:
-    """Why /v1/provisioning will not touch a customer's device, and what to do instead."""
+def customer_device_refusal(facts: DeviceFacts) -> str:
+    """Why /v1/provisioning will not touch a customer's device, and the caller's repair plan
+    (the planner's own words, as ``GET /v1/devices/:id/repair_plan`` returns them)."""
+    dev, customer, product_id = facts.device_id, facts.owner_label, facts.product_id
+    plan = plan_repair(facts, GIVEN_KEY)
     return (
-        f"device {device_id} is claimed by customer {customer} of product {product_id}; its "
+        f"device {dev} is claimed by customer {customer} of product {product_id}; its "
         "key cannot be changed through /v1/provisioning while it is claimed. Particle's "
         "procedure: unclaim the device (DELETE /v1/devices/:id), send the key (keys send "
         "--product_id), get a customer token (POST /oauth/token grant_type=client_credentials "
         "scope=customer=<email> with a two-legged client), then claim the device back with it "
         "(POST /v1/devices id=...). Fermion does all of this in one atomic step that keeps the "
-        f"claim: POST /v1/devices/{device_id}/keys/repair (Developer or above), or "
-        "`fermion keys repair`."
+        f"claim (POST /v1/devices/{dev}/keys/repair, or `fermion keys repair {dev} --key "
+        f"FILE`); your plan (GET /v1/devices/{dev}/repair_plan?key=file): {plan_text(plan)}."
     )
 
 
@@ -298,7 +303,7 @@ async def _may_upload(tx: Runner, caller: Caller, device: _Device, product_ref: 
         if device.product_id is not None
         else None
     )
-    actor, also = device_standing(
+    actor, also = device_actors(
         caller, in_product, device.product_id, device.owner_user_id, device.owner_customer_id
     )
     if actor is None and also is None:
@@ -310,8 +315,18 @@ async def _may_upload(tx: Runner, caller: Caller, device: _Device, product_ref: 
     check(actor, Action.KEY_UPLOAD, device.product_id, also=also)
     if device.owner_customer_id is not None:
         assert device.product_id is not None
+        facts = device_facts(
+            caller,
+            device.id,
+            product_id=device.product_id,
+            owner_user_id=device.owner_user_id,
+            owner_customer_id=device.owner_customer_id,
+            owner_email=device.customer_email,
+            actor=actor,
+            also=also,
+        )
         raise ApiError(
             403,
-            customer_device_refusal(device.id, device.customer_email, device.product_id),
+            customer_device_refusal(facts),
             repair_url=f"/v1/devices/{device.id}/keys/repair",
         )

@@ -12,14 +12,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from fermion.cloud.api.auth import CallerDep, StoreDep, request_id
+from fermion.cloud.actions import team
+from fermion.cloud.api.auth import CallerDep, StoreDep, action_by
 from fermion.cloud.api.errors import bad_request, forbidden, not_found
-from fermion.cloud.api.fields import body_fields, text_field
-from fermion.cloud.api.product_access import Standing, standing
+from fermion.cloud.api.fields import body_doc, body_fields, text_field
+from fermion.cloud.api.product_access import Standing, load_product
 from fermion.cloud.domain.permissions import ROLE_RANK, Action, Role
-from fermion.cloud.store.audit import record
 from fermion.cloud.store.models import TeamMembership, User
 from fermion.errors import FermionError
 
@@ -44,18 +43,6 @@ _ROLE_BODY = {
 }
 
 
-def _doc(schema: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": False,
-            "content": {
-                "application/json": {"schema": schema},
-                "application/x-www-form-urlencoded": {"schema": schema},
-            },
-        }
-    }
-
-
 def member_json(user: User, role: str) -> dict[str, Any]:
     r = Role(role)
     return {
@@ -74,41 +61,17 @@ def _grantable(st: Standing, raw: str | None) -> Role:
         role = Role.parse(raw)
     except FermionError:
         raise bad_request(f"role: {raw!r} is not one of {_ROLES}") from None
-    if role is Role.OWNER:
-        raise forbidden("role: the Owner role cannot be granted; a product has a single owner")
+    team.single_owner(role)
     if not isinstance(st.actor, Role) or ROLE_RANK[role] > ROLE_RANK[st.actor]:
         held = st.actor.label if isinstance(st.actor, Role) else "none"
         raise forbidden(f"role: granting {role.label} needs that role or above; yours is {held}")
     return role
 
 
-async def _member(
-    session: AsyncSession, st: Standing, username: str
-) -> tuple[TeamMembership, User]:
-    found = (
-        await session.execute(
-            select(TeamMembership, User)
-            .join(User, User.id == TeamMembership.user_id)
-            .where(
-                TeamMembership.product_id == st.product.id,
-                func.lower(User.email) == username.strip().lower(),
-            )
-        )
-    ).first()
-    if found is None:
-        raise not_found(f"{username!r} is not on the team of product {st.product.slug}")
-    return found[0], found[1]
-
-
-def _not_owner(membership: TeamMembership, user: User, what: str) -> None:
-    if membership.role == Role.OWNER:
-        raise forbidden(f"{user.email} is the product's owner; the owner cannot be {what}")
-
-
 @router.get("/v1/products/{product}/team", summary="The product's team")
 async def list_team(product: str, caller: CallerDep, store: StoreDep) -> dict[str, Any]:
     async with store.read() as session:
-        st = await standing(session, caller, product, Action.TEAM_VIEW)
+        st = await load_product(session, caller, product, Action.TEAM_VIEW)
         rows = (
             await session.execute(
                 select(User, TeamMembership.role)
@@ -123,7 +86,7 @@ async def list_team(product: str, caller: CallerDep, store: StoreDep) -> dict[st
 @router.post(
     "/v1/products/{product}/team",
     summary="Add an existing account to the team with a role",
-    openapi_extra=_doc(_INVITE_BODY),
+    openapi_extra=body_doc(_INVITE_BODY),
 )
 async def invite(
     product: str, request: Request, caller: CallerDep, store: StoreDep
@@ -133,38 +96,21 @@ async def invite(
     assert username is not None
     raw_role = text_field(fields, "role", max_len=40)
     async with store.write() as session:
-        st = await standing(session, caller, product, Action.TEAM_MANAGE)
+        st = await load_product(session, caller, product, Action.TEAM_MANAGE)
         role = _grantable(st, raw_role)
         user = await session.scalar(
             select(User).where(func.lower(User.email) == username.strip().lower())
         )
         if user is None:
             raise not_found(f"username: no account {username!r}; it must sign up first")
-        already = await session.scalar(
-            select(TeamMembership.role).where(
-                TeamMembership.product_id == st.product.id, TeamMembership.user_id == user.id
-            )
-        )
-        if already is not None:
-            raise bad_request(
-                f"username: {user.email} is already on the team as {Role(already).label}"
-            )
-        session.add(TeamMembership(product_id=st.product.id, user_id=user.id, role=role.value))
-        record(
-            session,
-            st.label,
-            "team.invite",
-            product_id=st.product.id,
-            request_id=request_id(request),
-            detail={"user": user.email, "role": role.value},
-        )
+        await team.add_member(session, st.product, user, role, action_by(st, request))
     return {"ok": True, "invited": {"username": user.email, "role": role.label}}
 
 
 @router.post(
     "/v1/products/{product}/team/{username}",
     summary="Change a team member's role",
-    openapi_extra=_doc(_ROLE_BODY),
+    openapi_extra=body_doc(_ROLE_BODY),
 )
 async def change_role(
     product: str, username: str, request: Request, caller: CallerDep, store: StoreDep
@@ -172,21 +118,10 @@ async def change_role(
     fields = await body_fields(request)
     raw_role = text_field(fields, "role", required=True, max_len=40)
     async with store.write() as session:
-        st = await standing(session, caller, product, Action.TEAM_MANAGE)
+        st = await load_product(session, caller, product, Action.TEAM_MANAGE)
         role = _grantable(st, raw_role)
-        membership, user = await _member(session, st, username)
-        _not_owner(membership, user, "changed")
-        before = membership.role
-        if before != role.value:
-            membership.role = role.value
-            record(
-                session,
-                st.label,
-                "team.role",
-                product_id=st.product.id,
-                request_id=request_id(request),
-                detail={"user": user.email, "before": before, "after": role.value},
-            )
+        membership, user = await team.find_member(session, st.product, username)
+        team.set_role(session, st.product, membership, user, role, action_by(st, request))
     return {"ok": True, "updated": member_json(user, role.value)}
 
 
@@ -195,16 +130,7 @@ async def remove_member(
     product: str, username: str, request: Request, caller: CallerDep, store: StoreDep
 ) -> dict[str, Any]:
     async with store.write() as session:
-        st = await standing(session, caller, product, Action.TEAM_MANAGE)
-        membership, user = await _member(session, st, username)
-        _not_owner(membership, user, "removed")
-        record(
-            session,
-            st.label,
-            "team.remove",
-            product_id=st.product.id,
-            request_id=request_id(request),
-            detail={"user": user.email, "role": membership.role},
-        )
-        await session.delete(membership)
+        st = await load_product(session, caller, product, Action.TEAM_MANAGE)
+        membership, user = await team.find_member(session, st.product, username)
+        await team.remove_member(session, st.product, membership, user, action_by(st, request))
     return {"ok": True}

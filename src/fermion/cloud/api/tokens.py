@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from sqlalchemy import ColumnElement, or_, select
 
-from fermion.cloud.api.auth import CallerDep, StoreDep, lookup_token, request_id
+from fermion.cloud.api.auth import Caller, CallerDep, StoreDep, lookup_token, request_id
 from fermion.cloud.api.errors import not_found
-from fermion.cloud.store.models import AccessToken, OwnerKind
+from fermion.cloud.store.models import AccessToken, OwnerKind, utcnow
 from fermion.cloud.tokens import revoke
 
 router = APIRouter(tags=["tokens"])
@@ -42,20 +43,58 @@ async def delete_current(request: Request, caller: CallerDep, store: StoreDep) -
     return {"ok": True}
 
 
+def _owned_by(caller: Caller) -> ColumnElement[bool]:
+    """The tokens of the caller's account: a user's, a customer's, or a client's own."""
+    if caller.kind is OwnerKind.USER:
+        return AccessToken.user_id == caller.user_id
+    if caller.kind is OwnerKind.CUSTOMER:
+        return AccessToken.customer_id == caller.customer_id
+    return (AccessToken.oauth_client_id == caller.oauth_client_id) & (
+        AccessToken.owner_kind == OwnerKind.CLIENT.value
+    )
+
+
+@router.get(
+    "/v1/access_tokens",
+    summary="The live tokens of the caller's account (never their secrets)",
+    description=(
+        "Particle's (older) list answers `[{token, expires_at, client}]` to HTTP Basic "
+        "username:password. Fermion keeps only a hash of each token, so it cannot return "
+        "`token`: each entry has `id`, `client`, `scopes`, `created_at`, `expires_at` (null: "
+        "never) and `current` (the token of this request). It takes the caller's bearer token."
+    ),
+)
+async def list_tokens(caller: CallerDep, store: StoreDep) -> list[dict[str, Any]]:
+    now = utcnow()
+    async with store.read() as session:
+        rows = await session.scalars(
+            select(AccessToken)
+            .where(
+                _owned_by(caller),
+                AccessToken.revoked_at.is_(None),
+                or_(AccessToken.expires_at.is_(None), AccessToken.expires_at > now),
+            )
+            .order_by(AccessToken.id.desc())
+        )
+        return [
+            {
+                "id": row.id,
+                "client": row.client_name,
+                "scopes": list(row.scopes or []),
+                "created_at": _iso(row.created_at),
+                "expires_at": _iso(row.expires_at),
+                "current": row.id == caller.token_id,
+            }
+            for row in rows
+        ]
+
+
 @router.delete("/v1/access_tokens", summary="Revoke every live token of the caller's account")
 async def delete_all(request: Request, caller: CallerDep, store: StoreDep) -> dict[str, Any]:
-    if caller.kind is OwnerKind.USER:
-        condition = AccessToken.user_id == caller.user_id
-    elif caller.kind is OwnerKind.CUSTOMER:
-        condition = AccessToken.customer_id == caller.customer_id
-    else:
-        condition = (AccessToken.oauth_client_id == caller.oauth_client_id) & (
-            AccessToken.owner_kind == OwnerKind.CLIENT.value
-        )
     async with store.write() as session:
         await revoke(
             session,
-            condition,
+            _owned_by(caller),
             actor=caller.label,
             request_id=request_id(request),
             product_id=caller.product_id,

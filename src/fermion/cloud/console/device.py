@@ -11,12 +11,13 @@ from typing import Any
 from sqlalchemy import select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fermion.cloud.api.access import standing
+from fermion.cloud.api.access import device_standing
 from fermion.cloud.api.audit import device_trail
 from fermion.cloud.api.auth import Caller
 from fermion.cloud.api.views import candidate_addresses, candidate_summary, fp
 from fermion.cloud.console.fleet import HEALTH, LABELS, Health, HealthLabel, platform_name
-from fermion.cloud.domain.permissions import Action, Actor, PermissionDenied, check
+from fermion.cloud.console.web import permitted, when
+from fermion.cloud.domain.permissions import Action, Actor
 from fermion.cloud.store.models import (
     AuditEvent,
     CandidateStatus,
@@ -44,18 +45,6 @@ SHOWN_ACTIONS = (
     Action.CUSTOMER_VIEW,
     Action.CLIENT_VIEW,
 )
-
-
-def allowed_actions(actor: Actor | None, also: Actor | None) -> set[Action]:
-    """Which buttons to show: asks the permission table, exactly as the API will on submit."""
-    can: set[Action] = set()
-    for action in SHOWN_ACTIONS:
-        try:
-            check(actor, action, also=also)
-        except PermissionDenied:
-            continue
-        can.add(action)
-    return can
 
 
 @dataclass(frozen=True)
@@ -94,6 +83,7 @@ class DeviceView:
     decisions: list[Decision] = field(default_factory=list)
     outcomes: list[HandshakeOutcome] = field(default_factory=list)
     events: list[AuditEvent] = field(default_factory=list)
+    key_hex: list[str] = field(default_factory=list)  # SHA-256 hex of its keys and decided ones
     describe: str | None = None
     # What the device itself published lately: (when, name, data as text, private).
     device_events: list[tuple[datetime, str, str, bool]] = field(default_factory=list)
@@ -143,8 +133,19 @@ class DeviceView:
     def key_fingerprint(self) -> str | None:
         return fp(self.row.key_fingerprint)
 
+    @property
+    def known_fingerprints(self) -> list[str]:
+        """Full hex digests of the keys this page names, to write the device server's
+        shortened ones in full (``web.outcome_detail``)."""
+        found = [self.row.key_fingerprint or ""]
+        found += [o.fingerprint or "" for o in self.outcomes]
+        found += [c.fingerprint for c in self.pending]
+        found += self.key_hex
+        return [f for f in found if f]
+
     def status(self) -> dict[str, Any]:
-        """What the page polls for, to turn a device green without a reload."""
+        """What the page polls for, to turn a device green without a reload: the badges and the
+        facts beside them, written as the page writes them."""
         d = self.device
         return {
             "id": d.id,
@@ -156,13 +157,18 @@ class DeviceView:
             "key_fingerprint": self.key_fingerprint,
             "candidate_id": self.candidate.id if self.candidate else None,
             "last_handshake_at": d.last_handshake_at.isoformat() if d.last_handshake_at else None,
+            "facts": {
+                "last_handshake": when(d.last_handshake_at),
+                "last_address": d.last_ip_address or "—",
+                "last_outcome": d.last_outcome or "—",
+            },
         }
 
 
 async def load_device_view(session: AsyncSession, caller: Caller, row: DeviceRow) -> DeviceView:
     device = row.device
-    actor, also = await standing(session, caller, device)
-    can = allowed_actions(actor, also)
+    actor, also = await device_standing(session, caller, device)
+    can = permitted(actor, SHOWN_ACTIONS, also=also)
     health = await session.scalar(select(HEALTH).where(Device.id == device.id))
     product = await session.get(Product, device.product_id) if device.product_id else None
     view = DeviceView(row, product, Health(health or Health.OTHER.value), can, actor)
@@ -180,7 +186,7 @@ async def load_device_view(session: AsyncSession, caller: Caller, row: DeviceRow
         )
         view.candidate = view.pending[0] if view.pending else None
         view.summary = candidate_summary(view.pending, device.candidates_dropped or 0)
-        view.keys = await _key_history(session, device)
+        view.keys, view.key_hex = await _key_history(session, device)
         decided = await session.scalars(
             select(KeyCandidate)
             .where(
@@ -190,9 +196,14 @@ async def load_device_view(session: AsyncSession, caller: Caller, row: DeviceRow
             .order_by(KeyCandidate.decided_at.desc())
             .limit(RECENT)
         )
+        decided_list = list(decided)
         view.decisions = [
-            Decision(fp(c.fingerprint) or "", c.status, c.decided_by, c.decided_at) for c in decided
+            Decision(fp(c.fingerprint) or "", c.status, c.decided_by, c.decided_at)
+            for c in decided_list
         ]
+        # A rejected key is named by the device server's reasons too ("presented key ... was
+        # rejected"): known in full, it is written as the rest of the page writes keys.
+        view.key_hex += [c.fingerprint for c in decided_list]
     view.outcomes = list(
         await session.scalars(
             select(HandshakeOutcome)
@@ -217,7 +228,7 @@ async def load_device_view(session: AsyncSession, caller: Caller, row: DeviceRow
     return view
 
 
-async def _key_history(session: AsyncSession, device: Device) -> list[KeyVersion]:
+async def _key_history(session: AsyncSession, device: Device) -> tuple[list[KeyVersion], list[str]]:
     keys = list(
         await session.scalars(
             select(DeviceKey)
@@ -234,7 +245,7 @@ async def _key_history(session: AsyncSession, device: Device) -> list[KeyVersion
     for event in events:
         if event.after_fingerprint:
             reasons[event.after_fingerprint] = _reason(event)
-    return [
+    versions = [
         KeyVersion(
             version=k.version,
             fingerprint=fp(k.fingerprint) or "",
@@ -247,6 +258,7 @@ async def _key_history(session: AsyncSession, device: Device) -> list[KeyVersion
         )
         for k in keys
     ]
+    return versions, [k.fingerprint for k in keys]
 
 
 def _reason(event: AuditEvent) -> str:

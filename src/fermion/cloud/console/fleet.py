@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fermion.cloud.devices.registry import parse_outcome_detail
@@ -213,9 +213,13 @@ def platform_name(platform_id: int) -> str:
     return found.name.capitalize() if found else f"platform {platform_id}"
 
 
+def _like_escaped(text: str) -> str:
+    """``text`` matched literally inside a LIKE pattern (with ``escape="\\"``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _search(q: str) -> Any:
-    needle = q.lower()
-    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    escaped = _like_escaped(q.lower())
     return or_(
         Device.id.like(escaped + "%", escape="\\"),
         func.lower(Device.name).like("%" + escaped + "%", escape="\\"),
@@ -231,8 +235,19 @@ def _host(address: str) -> str:
     return address
 
 
-async def load_fleet(session: AsyncSession, product_id: int, query: FleetQuery) -> Fleet:
-    in_product = Device.product_id == product_id
+def product_fleet(product_id: int) -> ColumnElement[bool]:
+    """A product's devices."""
+    return Device.product_id == product_id
+
+
+def personal_fleet(user_id: int) -> ColumnElement[bool]:
+    """A user's own devices outside any product (claimed with their account, as on Particle)."""
+    return and_(Device.owner_user_id == user_id, Device.product_id.is_(None))
+
+
+async def load_fleet(session: AsyncSession, scope: ColumnElement[bool], query: FleetQuery) -> Fleet:
+    """The fleet of the devices ``scope`` selects (``product_fleet`` or ``personal_fleet``)."""
+    in_product = scope
     health = HEALTH.label("health")
     # Grouped over a subquery: the health expression holds correlated subqueries, which
     # PostgreSQL will not group by in place.
@@ -286,8 +301,8 @@ async def load_fleet(session: AsyncSession, product_id: int, query: FleetQuery) 
         )
         for d, user_email, customer_email, h in rows
     ]
-    addresses = await _server_key_addresses(session, product_id)
-    # Such a device cannot say who it is: each address counts as one device of the product.
+    addresses = await _server_key_addresses(session, scope)
+    # Such a device cannot say who it is: each address counts as one device of the fleet.
     counts[Health.SERVER_KEY] += len(addresses)
     return Fleet(
         counts=counts,
@@ -300,20 +315,28 @@ async def load_fleet(session: AsyncSession, product_id: int, query: FleetQuery) 
     )
 
 
-async def _server_key_addresses(session: AsyncSession, product_id: int) -> list[ServerKeyAddress]:
-    """Handshakes refused because the device holds another cloud's server key. The device id is
-    inside the block the cloud could not open, so only the address is known; the product sees
-    the addresses its own devices were last seen at, no others."""
-    hosts = {
-        _host(a)
-        for a in await session.scalars(
-            select(Device.last_ip_address).where(
-                Device.product_id == product_id, Device.last_ip_address.is_not(None)
-            )
+async def _server_key_addresses(
+    session: AsyncSession, scope: ColumnElement[bool]
+) -> list[ServerKeyAddress]:
+    """Handshakes refused because the device holds another cloud's server key.
+
+    The device id is inside the block the cloud could not open, so only the address is known.
+    A fleet sees an address only when it is tied to the fleet's own devices: a device of the
+    fleet was last seen there, no device outside it was (on a shared address the refused device
+    may be anybody's: another account's repair must not turn this fleet red, nor its refusal
+    show here), and a device of the fleet there has not handshaken since the last refusal (the
+    one that was refused came back: the refusal is history, not a device to fix).
+    """
+    seen_at: dict[str, list[datetime | None]] = {}
+    ours = await session.execute(
+        select(Device.last_ip_address, Device.last_handshake_at).where(
+            scope, Device.last_ip_address.is_not(None)
         )
-        if a
-    }
-    if not hosts:
+    )
+    for address, last_handshake in ours:
+        if address:
+            seen_at.setdefault(_host(address), []).append(last_handshake)
+    if not seen_at:
         return []
     # The device server keeps one row per address and outcome, with a running count in its
     # detail (see ``registry``), so a flood of refusals never grows the table.
@@ -330,7 +353,7 @@ async def _server_key_addresses(session: AsyncSession, product_id: int) -> list[
     by_host: dict[str, ServerKeyAddress] = {}
     for address, detail, last_seen in rows:
         host = _host(address)
-        if host not in hosts:
+        if host not in seen_at:
             continue
         count = parse_outcome_detail(detail).get("count", 1)
         attempts = count if isinstance(count, int) and count > 0 else 1
@@ -341,4 +364,60 @@ async def _server_key_addresses(session: AsyncSession, product_id: int) -> list[
             by_host[host] = ServerKeyAddress(
                 host, seen.attempts + attempts, max(seen.last_seen, last_seen)
             )
-    return sorted(by_host.values(), key=lambda a: a.last_seen, reverse=True)
+    # Only the refused addresses are looked up outside the fleet (a fleet may have been seen
+    # at thousands), a bounded number at a time.
+    elsewhere = await _seen_outside(session, scope, list(by_host))
+    return sorted(
+        (
+            a
+            for a in by_host.values()
+            if a.address not in elsewhere and _still_refused(a, seen_at[a.address])
+        ),
+        key=lambda a: a.last_seen,
+        reverse=True,
+    )
+
+
+# Hosts per query when looking for devices outside a fleet: three terms each, well inside
+# SQLite's expression depth (1000) and any bound-parameter limit.
+HOSTS_PER_QUERY = 100
+
+
+async def _seen_outside(
+    session: AsyncSession, scope: ColumnElement[bool], hosts: list[str]
+) -> set[str]:
+    """Which of ``hosts`` a device outside the fleet was last seen at."""
+    found: set[str] = set()
+    for start in range(0, len(hosts), HOSTS_PER_QUERY):
+        chunk = hosts[start : start + HOSTS_PER_QUERY]
+        addresses = await session.scalars(
+            select(Device.last_ip_address).where(
+                # not in the fleet (a NULL column must not hide a device from NOT)
+                Device.id.not_in(select(Device.id).where(scope)),
+                or_(*(_at_host(host) for host in chunk)),
+            )
+        )
+        found.update(_host(a) for a in addresses if a)
+    return found
+
+
+def _at_host(host: str) -> ColumnElement[bool]:
+    """A device last seen at ``host``, with or without a port (as ``_host`` reads it)."""
+    column = Device.last_ip_address
+    escaped = _like_escaped(host)
+    return or_(
+        column == host,
+        column.like(escaped + ":%", escape="\\"),
+        column.like("[" + escaped + "]:%", escape="\\"),
+    )
+
+
+def _still_refused(address: ServerKeyAddress, handshakes: list[datetime | None]) -> bool:
+    """Some device of the fleet at the address has not handshaken since its last refusal."""
+    last = _naive(address.last_seen)
+    return any(at is None or _naive(at) < last for at in handshakes)
+
+
+def _naive(at: datetime) -> datetime:
+    # SQLite hands back naive UTC datetimes, PostgreSQL aware ones: compare them alike.
+    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at

@@ -199,9 +199,10 @@ def check(
     )
 
 
-def allowed(actor: Actor | None, action: Action) -> bool:
+def allowed(actor: Actor | None, action: Action, also: Actor | None = None) -> bool:
+    """``check`` as a yes or no, for showing only what would be let through."""
     try:
-        check(actor, action)
+        check(actor, action, also=also)
     except PermissionDenied:
         return False
     return True

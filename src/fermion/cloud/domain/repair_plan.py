@@ -4,7 +4,9 @@ The seed document names one procedure per kind of device (development device, pr
 claimed to one account, unclaimed product device, two-legged customer device). Which one
 applies depends only on who owns the device, whether it is in a product, the caller's standing
 in that product, what the cloud knows of its connection, and where the new key comes from. No
-I/O happens here: ``fermion keys repair`` gathers the facts, prints the plan and runs it.
+I/O happens here: ``fermion.cloud.api.repairs`` gathers the facts on the server (the caller's real
+standing from the permission table) and ``GET /v1/devices/:id/repair_plan`` returns the plan;
+``fermion keys repair``, ``keys doctor``, the console and the provisioning refusal render it.
 """
 
 from __future__ import annotations
@@ -12,20 +14,30 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from fermion.cloud.domain.permissions import Action, PermissionDenied, Role, check
+from fermion.cloud.domain.permissions import Action, Actor, PermissionDenied, check
 
 
-class OwnerKind(StrEnum):
-    CALLER = "caller"  # claimed by the account running the repair (a development device)
-    USER = "user"  # claimed by another account (a product device claimed to one account)
-    CUSTOMER = "customer"  # claimed by a product customer (two-legged included)
-    NOBODY = "nobody"  # unclaimed
+class ClaimedBy(StrEnum):
+    """Who claimed a device (None in ``DeviceFacts.owner``: nobody). Not the store's
+    ``OwnerKind``, which says whom a token acts for; the caller's own devices are
+    ``DeviceFacts.owned_by_caller``."""
+
+    USER = "user"  # an account (the caller's own devices too)
+    CUSTOMER = "customer"  # a product customer (two-legged included)
 
 
 class KeySourceKind(StrEnum):
     FILE = "file"  # --key FILE.pub.pem (e.g. a customer's `keys save`)
     CANDIDATE = "candidate"  # the key the device presented, possession proven
     NONE = "none"  # neither
+
+
+class Need(StrEnum):
+    """What a step needs besides the caller's token, so a dry run can say it up front."""
+
+    KEY_PEM = "key_pem"  # the new public key's text (a --key file, or the presented key's PEM)
+    TWO_LEGGED_CLIENT = "two_legged_client"  # the product's OAuth client id and secret
+    DEVICE_ONLINE = "device_online"  # the device powered and trying to connect
 
 
 class StepKind(StrEnum):
@@ -42,18 +54,20 @@ class StepKind(StrEnum):
 @dataclass(frozen=True)
 class DeviceFacts:
     device_id: str
-    owner: OwnerKind
+    owner: ClaimedBy | None  # None: unclaimed
+    owned_by_caller: bool = False  # claimed by the account asking (a development device)
     product_id: int | None = None
-    # The caller's team role in the device's product; None when not on its team (or no product).
-    role: Role | None = None
-    # False when the cloud would not say (no team listing): the cloud then decides, and its
-    # refusal names the role needed.
-    role_known: bool = True
+    # The caller's standing in the device's product as ``permissions.check`` takes it: a team
+    # role, a product client or a customer; None when it has none there (or no product).
+    actor: Actor | None = None
+    also: Actor | None = None  # a second standing: the device's owner (``DEVICE_OWNER``)
     owner_label: str | None = None  # the owner's email, for messages and the claim back
     online: bool = False  # connected now
     key_ok: bool = False  # the cloud says the device last presented the key it holds
     # The device is trying to connect (it presented a key recently), so we can watch it come up.
     reachable: bool = False
+    # This cloud runs a device server for the device's transport: only then can it come online.
+    can_connect: bool = True
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,7 @@ class Step:
     product_id: int | None = None
     # Undone by this step if a later one fails (the particle-compatible customer path only).
     undo: StepKind | None = None
+    needs: tuple[Need, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,15 +103,26 @@ class Plan:
     def changes_anything(self) -> bool:
         return any(s.kind not in (StepKind.VERIFY, StepKind.WAIT_ONLINE) for s in self.steps)
 
+    @property
+    def needs(self) -> tuple[Need, ...]:
+        """Every step's needs, once each, in the order the steps meet them."""
+        return tuple(dict.fromkeys(n for s in self.steps for n in s.needs))
+
+    @property
+    def waits_online(self) -> bool:
+        return any(s.kind is StepKind.WAIT_ONLINE for s in self.steps)
+
 
 def _refuse(reason: str) -> Plan:
     return Plan(refusal=reason)
 
 
-def _denied(role: Role | None, actions: tuple[Action, ...], product_id: int) -> str | None:
+def _denied(
+    actor: Actor | None, also: Actor | None, actions: tuple[Action, ...], product_id: int
+) -> str | None:
     for action in actions:
         try:
-            check(role, action, product_id)
+            check(actor, action, product_id, also=also)
         except PermissionDenied as exc:
             return str(exc)
     return None
@@ -120,20 +146,22 @@ def plan_repair(facts: DeviceFacts, key: KeyChoice, particle_compatible: bool = 
             "with it); wait for it to reconnect, or give --key FILE.pub.pem"
         )
 
-    customer = facts.owner is OwnerKind.CUSTOMER
+    customer = facts.owner is ClaimedBy.CUSTOMER
     if facts.product_id is None:
-        if facts.owner is OwnerKind.USER:
+        if facts.owner is ClaimedBy.USER and not facts.owned_by_caller:
             return _refuse(
                 f"device {dev} is claimed by another account ({facts.owner_label or 'unknown'}); "
                 "log in as its owner to repair it"
             )
-        if facts.owner is not OwnerKind.CALLER:
+        if not facts.owned_by_caller:
             return _refuse(
                 f"device {dev} is in no product and not claimed by you; claim it first "
                 f"(`fermion device claim {dev}`)"
             )
-    elif facts.owner is not OwnerKind.CALLER and facts.role_known:
-        if facts.role is None:
+    else:
+        # In a product the permission table decides, for the device's owner too: the cloud
+        # refuses a key upload from an owner who is not on the product's team.
+        if facts.actor is None and not facts.owned_by_caller:
             return _refuse(
                 f"device {dev} is in product {facts.product_id}, and you are not on that "
                 "product's team; ask its owner to add you as a Developer or above"
@@ -146,13 +174,14 @@ def plan_repair(facts: DeviceFacts, key: KeyChoice, particle_compatible: bool = 
             needed = (Action.KEY_REPAIR,)
         else:
             needed = (Action.KEY_UPLOAD,)
-        reason = _denied(facts.role, needed, facts.product_id)
+        reason = _denied(facts.actor, facts.also, needed, facts.product_id)
         if reason is not None:
             return _refuse(f"device {dev}: {reason}; nothing was changed")
 
     steps: list[Step] = []
     pid = facts.product_id
     with_pid = f" with product id {pid}" if pid is not None else ""
+    pem = (Need.KEY_PEM,)
     if customer and particle_compatible:
         if not key.has_pem:
             return _refuse(
@@ -162,16 +191,28 @@ def plan_repair(facts: DeviceFacts, key: KeyChoice, particle_compatible: bool = 
             )
         who = facts.owner_label or "the customer"
         steps += [
-            Step(StepKind.UNCLAIM, f"unclaim {dev} from customer {who}", pid),
+            # The client is needed after the unclaim, so it is asked for before the first step.
             Step(
-                StepKind.SEND, f"send {key.label}{with_pid}", pid, undo=StepKind.CLAIM_AS_CUSTOMER
+                StepKind.UNCLAIM,
+                f"unclaim {dev} from customer {who}",
+                pid,
+                needs=(Need.TWO_LEGGED_CLIENT,),
+            ),
+            Step(
+                StepKind.SEND,
+                f"send {key.label}{with_pid}",
+                pid,
+                undo=StepKind.CLAIM_AS_CUSTOMER,
+                needs=pem,
             ),
             Step(
                 StepKind.CUSTOMER_TOKEN,
                 f"get a token for customer {who} from the product's two-legged client "
-                f"(client_credentials, scope=customer={who})",
+                f"(client_credentials, scope=customer={who}; --client-id and --client-secret, "
+                "or FERMION_CLIENT_ID and FERMION_CLIENT_SECRET)",
                 pid,
                 undo=StepKind.CLAIM_AS_CUSTOMER,
+                needs=(Need.TWO_LEGGED_CLIENT,),
             ),
             Step(
                 StepKind.CLAIM_AS_CUSTOMER,
@@ -191,27 +232,43 @@ def plan_repair(facts: DeviceFacts, key: KeyChoice, particle_compatible: bool = 
                 f"replace the key of {dev} with {key.label}, keeping its claim by customer "
                 f"{facts.owner_label or '(unknown)'} (one atomic call)",
                 pid,
+                needs=pem,
             )
         )
     else:
-        steps.append(Step(StepKind.SEND, f"send {key.label}{with_pid}", pid))
+        steps.append(Step(StepKind.SEND, f"send {key.label}{with_pid}", pid, needs=pem))
 
-    owner = {
-        OwnerKind.CALLER: "you",
-        OwnerKind.USER: facts.owner_label or "the same account",
-        OwnerKind.CUSTOMER: f"customer {facts.owner_label or '(unknown)'}",
-        OwnerKind.NOBODY: "nobody (unclaimed)",
-    }[facts.owner]
+    if facts.owned_by_caller:
+        owner = "you"
+    elif facts.owner is ClaimedBy.CUSTOMER:
+        owner = f"customer {facts.owner_label or '(unknown)'}"
+    elif facts.owner is ClaimedBy.USER:
+        owner = facts.owner_label or "the same account"
+    else:
+        owner = "nobody (unclaimed)"
     steps.append(
         Step(StepKind.VERIFY, f"check: the new key is current and {dev} is still owned by {owner}")
     )
     notes: list[str] = []
-    if facts.reachable or facts.online:
-        steps.append(Step(StepKind.WAIT_ONLINE, f"wait for {dev} to come online with the new key"))
+    # A repair is done when the device is seen online with the new key (issue #12 item 3):
+    # whoever runs the plan waits for it, unless this cloud cannot serve the device at all.
+    if facts.can_connect:
+        steps.append(
+            Step(
+                StepKind.WAIT_ONLINE,
+                f"wait for {dev} to come online with the new key",
+                needs=(Need.DEVICE_ONLINE,),
+            )
+        )
+        if not (facts.reachable or facts.online):
+            notes.append(
+                f"device {dev} is not trying to connect now; power it (or start it: `fermion "
+                "sim run`) so it comes online with the new key"
+            )
     else:
         notes.append(
-            f"device {dev} is not trying to connect now; it will come online with the new key "
-            "when it next does"
+            f"this cloud runs no device server for the transport of {dev}, so it cannot come "
+            "online here yet; the repair puts the keys right and leaves that to do"
         )
     if facts.online and facts.key_ok:
         notes.append(

@@ -52,6 +52,12 @@ if (device) {
       health.replaceChildren(badge(s.health_tone, s.health_icon, s.health_text));
       const key = device.querySelector('[data-live="key"] code');
       if (key) key.textContent = s.key_fingerprint || "none on record";
+      // The facts beside the badges come in the same reply, written as the page writes them:
+      // a device that turns green shows its new handshake, not the refusal before it.
+      for (const [name, value] of Object.entries(s.facts || {})) {
+        const fact = device.querySelector(`[data-live="${name}"]`);
+        if (fact) fact.textContent = value;
+      }
       // A new key presented (or the one shown settled elsewhere): the page's forms are stale.
       if (String(s.candidate_id || "") !== String(shownCandidate || "") && s.candidate_id) {
         window.location.reload();

@@ -1,0 +1,66 @@
+"""A product's customers: list, create (with a password or two-legged), delete."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Request, Response
+from fastapi.responses import HTMLResponse
+
+from fermion.cloud.console.pages.product_forms import product_action, product_page
+from fermion.cloud.console.session import ConsoleSession
+from fermion.cloud.console.web import SessionDep, area_router, form_of, text
+from fermion.cloud.domain.permissions import Action
+
+router = area_router()
+
+
+async def _customers(
+    request: Request,
+    session: ConsoleSession,
+    product: str,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+) -> HTMLResponse:
+    return await product_page(
+        request,
+        session,
+        product,
+        Action.CUSTOMER_VIEW,
+        "customers",
+        "/v1/products/{p}/customers",
+        "customers.html",
+        status=status,
+        errors=errors or {},
+    )
+
+
+@router.get("/p/{product}/customers")
+async def customers(request: Request, product: str, session: SessionDep) -> Response:
+    return await _customers(request, session, product)
+
+
+@router.post("/p/{product}/customers/create")
+async def customer_create(request: Request, product: str, session: SessionDep) -> Response:
+    form = await form_of(request, session)
+    data: dict[str, Any] = {"email": text(form.get("email"), 254)}
+    password = text(form.get("password"))
+    if password:
+        data["password"] = password
+    else:
+        data["no_password"] = "true"
+    path = f"/v1/products/{quote(product)}/customers"
+    return await product_action(
+        request, session, product, "POST", path, "customer_created", _customers, data, "create"
+    )
+
+
+@router.post("/p/{product}/customers/delete")
+async def customer_delete(request: Request, product: str, session: SessionDep) -> Response:
+    form = await form_of(request, session)
+    email = text(form.get("email"), 254)
+    path = f"/v1/products/{quote(product)}/customers/{quote(email, safe='')}"
+    return await product_action(
+        request, session, product, "DELETE", path, "customer_deleted", _customers
+    )
