@@ -1,30 +1,32 @@
 """Drive the real Particle clients (particle-cli, particle-api-js) against a real `fermion serve`.
 
-Everything runs on loopback: a `fermion serve` subprocess on an ephemeral port with its own data
-directory and SQLite file, the CLI in a throw-away HOME whose profile file points at it, and Node
-with a preloaded guard (`loopback_guard.cjs`) that refuses and records any connection that is not
-to loopback, so a test can also prove the clients did not phone home.
+Everything runs on loopback: a `fermion serve` subprocess (the shared harness's ``Server``) on an
+ephemeral port with its own data directory and SQLite file, the CLI in a throw-away HOME whose
+profile file points at it, and Node with a preloaded guard (`loopback_guard.cjs`) that refuses
+and records any connection that is not to loopback, so a test can also prove the clients did
+not phone home.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+import harness
 from fermion.keys import Algorithm, fingerprint, generate_device_key, public_key_pem
+from harness import free_port as free_port  # re-exported: tests import it from here
+from harness import new_device_id
+from harness.serve import PROXY_VARS
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -37,7 +39,7 @@ LOOPBACK_GUARD = HERE / "loopback_guard.cjs"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 # Variables that would send the clients' traffic somewhere other than where the test says.
-_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
+_PROXY_VARS = PROXY_VARS
 
 
 def node_missing_reason() -> str | None:
@@ -62,12 +64,6 @@ def ensure_clients_installed() -> None:
         raise AssertionError(f"npm ci failed (run it in {REPO}):\n{proc.stderr[-2000:]}")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text).replace("\r", "")
 
@@ -75,15 +71,6 @@ def strip_ansi(text: str) -> str:
 def fermion_bin() -> str:
     candidate = Path(sys.executable).with_name("fermion")
     return str(candidate) if candidate.exists() else "fermion"
-
-
-@functools.cache
-def _serve_has_option(option: str) -> bool:
-    """Whether this build's `fermion serve` has OPTION (the device server lands separately)."""
-    proc = subprocess.run(
-        [fermion_bin(), "serve", "--help"], capture_output=True, text=True, timeout=60
-    )
-    return option in proc.stdout
 
 
 @dataclass
@@ -99,28 +86,21 @@ class Result:
         return self.stdout + self.stderr
 
 
-@dataclass
-class FermionServer:
-    """A `fermion serve` subprocess with its own data directory, and an HTTP client to it."""
+class FermionServer(harness.Server):
+    """A `fermion serve` (the shared harness's) with its own data directory and embedded SQLite
+    file, a device server on a port of its own (never the default 5683: several test runs share
+    this machine), and the operator's and curl's ways to talk to it."""
 
-    home: Path
-    port: int = field(default_factory=free_port)
-    device_port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def __init__(self, home: Path) -> None:
+        super().__init__(None, home, device_server=True)
 
     @property
-    def log_path(self) -> Path:
-        return self.home / "serve.log"
+    def home(self) -> Path:
+        return self.data_dir
 
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in _PROXY_VARS}
-        env["FERMION_HOME"] = str(self.home)
-        env.pop("FERMION_DATABASE_URL", None)  # the embedded SQLite file, always
-        return env
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.process
 
     def admin(self, *args: str, stdin: str | None = None) -> str:
         """Run `fermion admin ...` on this server's data directory; return its stdout."""
@@ -139,55 +119,10 @@ class FermionServer:
             )
         return proc.stdout
 
-    def start(self) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("wb")
-        argv = [fermion_bin(), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        if _serve_has_option("--device-port"):
-            # Several test runs share this machine: never the default device port 5683.
-            argv += ["--device-port", str(self.device_port)]
-        argv += ["--data-dir", str(self.home)]
-        self.proc = subprocess.Popen(
-            argv,
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(
-                    f"fermion serve exited with {self.proc.returncode}:\n{self.server_log()}"
-                )
-            try:
-                httpx.get(f"{self.url}/v1/server-keys", timeout=1)
-                return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        self.stop()
-        raise AssertionError(f"fermion serve did not answer within 60 s:\n{self.server_log()}")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
     def server_log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-4000:]
-        except OSError:
-            return "(no log)"
+        return self.log_tail(4000)
 
     # --- talking to the API the way Particle's docs do (curl), to check what the cloud holds ---
-
-    def http(self, token: str | None = None) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
     def password_token(self, email: str, password: str, **extra: str) -> str:
         with self.http() as c:
@@ -304,10 +239,6 @@ class Team:
     viewer: Account
     product_id: int
     owner_token: str
-
-
-def new_device_id() -> str:
-    return secrets.token_hex(12)
 
 
 def create_user(server: FermionServer, email: str) -> Account:

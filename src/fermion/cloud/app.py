@@ -27,6 +27,8 @@ from fermion.cloud.console import install as install_console
 from fermion.cloud.serverkeys import ensure_server_key
 from fermion.cloud.settings import Settings
 from fermion.cloud.store import Store
+from fermion.cloud.store.models import utcnow
+from fermion.cloud.tokens import Clock
 from fermion.loopback import is_loopback
 
 if TYPE_CHECKING:
@@ -102,9 +104,12 @@ async def metrics_allowed(request: Request) -> None:
 
 
 def create_app(
-    settings: Settings, devices: DeviceService | DevicesElsewhere | None = None
+    settings: Settings,
+    devices: DeviceService | DevicesElsewhere | None = None,
+    clock: Clock = utcnow,
 ) -> FastAPI:
-    """The ASGI app. The database must already be migrated (``fermion serve`` does it first)."""
+    """The ASGI app. The database must already be migrated (``fermion serve`` does it first).
+    ``clock``: the time tokens are minted with and judged by (a test's, to skip ahead)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -140,6 +145,7 @@ def create_app(
     app.state.settings = settings
     app.state.login_limiter = LoginLimiter()
     app.state.token_cache = TokenCache()
+    app.state.clock = clock
     errors.install(app)
     for router in routers():
         app.include_router(router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,6 +17,16 @@ from fermion.cloud.store.models import AccessToken, OwnerKind, RefreshToken, utc
 DEFAULT_EXPIRES_IN = 7_776_000  # 90 days, Particle's default
 MAX_EXPIRES_IN = 10 * 365 * 24 * 3600
 REFRESH_LIFETIME = timedelta(days=14)  # Particle's
+
+# What time it is for tokens: the app's clock (``create_app(clock=...)``), minted with and
+# judged by, so a test moves time instead of sleeping through a token's life (as the protocol's
+# connection takes a ``clock``).
+Clock = Callable[[], datetime]
+
+
+def expired(expires_at: datetime | None, now: datetime) -> bool:
+    """Whether a token (access or refresh) with this expiry is dead at ``now`` (None: never)."""
+    return expires_at is not None and expires_at <= now
 
 
 @dataclass(frozen=True)
@@ -56,9 +67,11 @@ async def mint(
     request_id: str | None = None,
     scopes: list[str] | None = None,
     with_refresh: bool = True,
+    now: datetime | None = None,
 ) -> Minted:
-    """A new token for ``owner``; ``expires_in`` None means the default, 0 means never."""
-    now = utcnow()
+    """A new token for ``owner``; ``expires_in`` None means the default, 0 means never.
+    ``now``: the time of minting by the caller's clock (default: the wall clock)."""
+    now = now or utcnow()
     if expires_at is None:
         seconds = DEFAULT_EXPIRES_IN if expires_in is None else expires_in
         expires_at = now + timedelta(seconds=seconds) if seconds else None

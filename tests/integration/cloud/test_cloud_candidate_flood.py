@@ -4,42 +4,27 @@ device server, real device sockets (from other loopback addresses) and real HTTP
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cloud_harness import Cloud, Server, device_handshake, free_port, new_device_id, running_server
+from cloud_harness import Cloud, Server, device_handshake, new_device_id, running_server
 
 from fermion.keys import Algorithm, generate_device_key, load_key, public_key_pem
+from harness import wait_until
 
 PENDING_KEPT = 5  # DeviceServerConfig.max_pending_candidates
 
 
 @pytest.fixture(scope="module")
-def device_port() -> int:
-    return free_port()
-
-
-@pytest.fixture(scope="module")
-def server(
-    backend: str, device_port: int, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    with running_server(
-        backend, tmp_path_factory, "candidates", ["--device-port", str(device_port)]
-    ) as srv:
+def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(backend, tmp_path_factory, "candidates", device_server=True) as srv:
         yield srv
 
 
-def wait_until(check: Any, what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what} (last: {found!r})")
-        time.sleep(0.1)
+@pytest.fixture(scope="module")
+def device_port(server: Server) -> int:
+    return server.device_port
 
 
 def test_a_flood_of_proven_keys_is_bounded_flagged_and_cleared_by_the_device(

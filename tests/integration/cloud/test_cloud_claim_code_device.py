@@ -10,25 +10,21 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cloud_harness import Cloud, Server, device_handshake, free_port, new_device_id, running_server
+from cloud_harness import Cloud, Server, device_handshake, new_device_id, running_server
 
 from fermion.keys import Algorithm, generate_device_key, load_key, public_key_pem
 from fermion.protocol.connection import CLAIM_CODE_EVENT
 
 
 @pytest.fixture(scope="module")
-def device_port() -> int:
-    return free_port()
+def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(backend, tmp_path_factory, "claimcode", device_server=True) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
-def server(
-    backend: str, device_port: int, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    with running_server(
-        backend, tmp_path_factory, "claimcode", ["--device-port", str(device_port)]
-    ) as srv:
-        yield srv
+def device_port(server: Server) -> int:
+    return server.device_port
 
 
 def present(code: str) -> Any:

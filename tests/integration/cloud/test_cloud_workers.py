@@ -23,8 +23,8 @@ from cloud_harness import (
     PASSWORD,
     Cloud,
     Server,
+    device_handshake,
     device_pub_pem,
-    free_port,
     fresh_database,
     new_device_id,
     running_server,
@@ -36,10 +36,19 @@ from fermion.cloud.serverkeys import ensure_server_key
 from fermion.cloud.store import Store
 from fermion.cloud.store.models import AuditEvent, DeviceKey, ServerKey, ServerKeyState
 from fermion.keys import Algorithm, generate_device_key, load_key, public_key_pem
-from fermion.protocol import NEED_DATA, coap
-from fermion.protocol.connection import Connected, DeviceConnection
+from fermion.protocol import coap
 
 WORKERS = 2
+HELLO = coap.Hello(
+    product_id=6,
+    product_version=1,
+    flags=0,
+    platform_id=6,
+    system_version=5004,
+    max_message_size=960,
+    max_binary_size=262144,
+    ota_chunk_size=512,
+)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -48,17 +57,15 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="module")
-def device_port() -> int:
-    return free_port()
+def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    args = ["--workers", str(WORKERS)]
+    with running_server(backend, tmp_path_factory, "workers", args, device_server=True) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
-def server(
-    backend: str, device_port: int, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    args = ["--workers", str(WORKERS), "--device-port", str(device_port)]
-    with running_server(backend, tmp_path_factory, "workers", args) as srv:
-        yield srv
+def device_port(server: Server) -> int:
+    return server.device_port
 
 
 # --- which process serves a connection --------------------------------------------------------
@@ -253,30 +260,8 @@ def test_one_server_key_and_the_device_server_beside_the_workers(
 
 
 async def handshake(port: int, device_key: Any, device_id: str, server_key: Any) -> bool:
-    hello = coap.Hello(
-        product_id=6,
-        product_version=1,
-        flags=0,
-        platform_id=6,
-        system_version=5004,
-        max_message_size=960,
-        max_binary_size=262144,
-        ota_chunk_size=512,
-    )
-    conn = DeviceConnection(device_key, bytes.fromhex(device_id), server_key, hello)
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        while True:
-            data = await asyncio.wait_for(reader.read(4096), 30)
-            conn.receive_data(data)
-            while (event := conn.next_event()) is not NEED_DATA:
-                if isinstance(event, Connected):
-                    return True
-            writer.write(conn.data_to_send())
-            if not data or conn.closed:
-                return False
-    finally:
-        writer.close()
+    """The shared handshake, with a Photon's full Hello (platform 6) rather than the default."""
+    return await device_handshake(port, device_key, device_id, server_key, hello=HELLO)
 
 
 async def test_racing_starts_make_one_current_server_key(backend: str, tmp_path: Path) -> None:
@@ -333,11 +318,11 @@ def test_workers_survive_a_token_burst_over_fresh_connections(cloud: Cloud) -> N
 def test_device_worker_processes_beside_api_workers(backend: str, tmp_path: Path) -> None:
     """``--workers 2 --device-workers 1``: the device pool runs beside the API workers."""
     url, drop = fresh_database(backend, tmp_path)
-    port = free_port()
-    args = ["--workers", "2", "--device-workers", "1", "--device-port", str(port)]
-    srv = Server(url, tmp_path, args)
+    args = ["--workers", "2", "--device-workers", "1"]
+    srv = Server(url, tmp_path, args, device_server=True)
     try:
         srv.start()
+        port = srv.device_port
         cloud = Cloud(srv)
         _, token = cloud.user_token()
         device_key = generate_device_key(Algorithm.RSA)

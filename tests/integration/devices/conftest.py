@@ -2,23 +2,19 @@
 
 The device server writes presence, outcomes, candidates and proofs to the store, so every test
 that uses ``cloud`` (or ``database_url``) runs once on SQLite and once on PostgreSQL, each time
-on an empty database of its own (``fresh_database``, shared with the cloud's tests).
+on an empty database of its own (``harness.fresh_database``, as every suite).
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
 from devices_harness import Cloud, describe, logged_failures, start_cloud, stop_cloud
 
-from integration.cloud.cloud_harness import BACKENDS, fresh_database
+from harness import BACKENDS, fresh_database
 
 HERE = Path(__file__).parent
 

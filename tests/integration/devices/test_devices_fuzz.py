@@ -26,7 +26,7 @@ from fermion.protocol import NEED_DATA
 from fermion.protocol.channel import Channel
 from fermion.protocol.connection import Connected, DeviceConnection
 from fermion.protocol.handshake import NONCE_SIZE
-from integration.cloud.cloud_harness import BACKENDS, fresh_database
+from harness import BACKENDS, fresh_database
 
 FUZZ = settings(
     max_examples=60,

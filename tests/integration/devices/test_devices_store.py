@@ -26,7 +26,7 @@ from fermion.cloud.keyops import set_device_key
 from fermion.cloud.store import Store, upgrade_async
 from fermion.cloud.store.models import Device, KeyCandidate, utcnow
 from fermion.keys import LoadedKey, generate_device_key
-from integration.cloud.cloud_harness import fresh_database
+from harness import fresh_database
 
 
 async def record(store: Store, facts: list[Fact]) -> None:

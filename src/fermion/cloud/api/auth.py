@@ -31,7 +31,7 @@ from fermion.cloud.store.models import (
     User,
     utcnow,
 )
-from fermion.cloud.tokens import revocation_generation
+from fermion.cloud.tokens import expired, revocation_generation
 
 
 @dataclass(frozen=True)
@@ -103,8 +103,11 @@ async def token_from_request(request: Request) -> str | None:
     return None
 
 
-async def lookup_token(session: AsyncSession, token: str) -> Caller | None:
-    """The live token's owner, or None when the token is unknown, expired or revoked."""
+async def lookup_token(
+    session: AsyncSession, token: str, now: datetime | None = None
+) -> Caller | None:
+    """The live token's owner, or None when the token is unknown, expired (at ``now``, by
+    default the wall clock) or revoked."""
     digest = hash_token(token)
     row = (
         await session.execute(
@@ -120,7 +123,7 @@ async def lookup_token(session: AsyncSession, token: str) -> Caller | None:
     tok, user_email, customer_email, client_public_id = row
     if not same_hash(tok.token_hash, digest) or tok.revoked_at is not None:
         return None
-    if tok.expires_at is not None and tok.expires_at <= utcnow():
+    if expired(tok.expires_at, now or utcnow()):
         return None
     kind = OwnerKind(tok.owner_kind)
     return Caller(
@@ -149,7 +152,7 @@ class TokenCache:
         self.size = size
         self._entries: dict[str, tuple[float, int, Caller]] = {}
 
-    def get(self, digest: str) -> Caller | None:
+    def get(self, digest: str, now: datetime | None = None) -> Caller | None:
         entry = self._entries.get(digest)
         if entry is None:
             return None
@@ -157,7 +160,7 @@ class TokenCache:
         if (
             generation != revocation_generation()
             or time.monotonic() - seen > self.ttl
-            or (caller.expires_at is not None and caller.expires_at <= utcnow())
+            or expired(caller.expires_at, now or utcnow())
         ):
             self._entries.pop(digest, None)
             return None
@@ -182,10 +185,11 @@ async def current_caller(request: Request, store: StoreDep) -> Caller:
         raise unauthorized("The access token was not found.")
     cache = token_cache(request)
     digest = hash_token(token)
-    caller = cache.get(digest)
+    now = request.app.state.clock()  # the app's token clock (create_app)
+    caller = cache.get(digest, now)
     if caller is None:
         async with store.read() as session:
-            caller = await lookup_token(session, token)
+            caller = await lookup_token(session, token, now)
         if caller is None:
             raise unauthorized()
         cache.put(digest, caller)

@@ -26,7 +26,7 @@ from fermion.cloud.store.models import (
     User,
     utcnow,
 )
-from fermion.cloud.tokens import MAX_EXPIRES_IN, TokenOwner, mint
+from fermion.cloud.tokens import MAX_EXPIRES_IN, TokenOwner, expired, mint
 
 router = APIRouter(tags=["oauth"])
 
@@ -39,7 +39,7 @@ def _oauth_error(status: int, code: str, description: str) -> ApiError:
     return ApiError(status, description, code=code)
 
 
-def _expiry(fields: dict[str, Any]) -> tuple[int | None, datetime | None]:
+def _expiry(fields: dict[str, Any], now: datetime) -> tuple[int | None, datetime | None]:
     raw = text_field(fields, "expires_in", max_len=20)
     expires_in: int | None = None
     if raw is not None:
@@ -58,7 +58,6 @@ def _expiry(fields: dict[str, Any]) -> tuple[int | None, datetime | None]:
     if raw_at is not None:
         # The same cap as expires_in: a far-off expires_at must not make a 10-year-plus token.
         expires_at = parse_time("expires_at", raw_at)
-        now = utcnow()
         if not now < expires_at <= now + timedelta(seconds=MAX_EXPIRES_IN):
             raise _oauth_error(
                 400,
@@ -149,7 +148,8 @@ async def _grant(request: Request, store: Store, attempt: Attempt) -> dict[str, 
             f"grant_type: {grant!r} is not one of password, client_credentials, refresh_token",
         )
     client_id, secret = client_credentials(request, fields)
-    return await handler(store, fields, client_id, secret, rid, attempt)
+    # One instant per request, by the app's token clock: what the grant checks and mints with.
+    return await handler(store, fields, client_id, secret, rid, attempt, request.app.state.clock())
 
 
 async def _password_grant(
@@ -159,11 +159,12 @@ async def _password_grant(
     secret: str | None,
     rid: str | None,
     attempt: Attempt,
+    now: datetime,
 ) -> dict[str, Any]:
     username = text_field(fields, "username", required=True, max_len=254)
     password = text_field(fields, "password", required=True, max_len=1000)
     assert username is not None and password is not None
-    expires_in, expires_at = _expiry(fields)
+    expires_in, expires_at = _expiry(fields, now)
     email = username.strip().lower()
     # Read what the check needs, give the connection back, verify (argon2, slow on purpose,
     # holding neither a connection nor the write lock), then a short transaction to mint.
@@ -179,6 +180,7 @@ async def _password_grant(
             expires_at=expires_at,
             actor=actor,
             request_id=rid,
+            now=now,
         )
     return minted.response()
 
@@ -261,13 +263,14 @@ async def _client_credentials_grant(
     secret: str | None,
     rid: str | None,
     attempt: Attempt,
+    now: datetime,
 ) -> dict[str, Any]:
     async with store.read() as session:
         client = await product_client(session, client_id, secret)
         if client is None:
             raise _oauth_error(401, "invalid_client", "client credentials are invalid")
         owner, actor = await _client_owner(session, client, fields)
-    expires_in, expires_at = _expiry(fields)
+    expires_in, expires_at = _expiry(fields, now)
     async with store.write() as session:
         minted = await mint(
             session,
@@ -277,6 +280,7 @@ async def _client_credentials_grant(
             expires_at=expires_at,
             actor=actor,
             request_id=rid,
+            now=now,
         )
     return minted.response()
 
@@ -332,6 +336,7 @@ async def _refresh_grant(
     secret: str | None,
     rid: str | None,
     attempt: Attempt,
+    now: datetime,
 ) -> dict[str, Any]:
     token = text_field(fields, "refresh_token", required=True, max_len=200)
     assert token is not None
@@ -341,7 +346,7 @@ async def _refresh_grant(
         row = await session.scalar(select(RefreshToken).where(RefreshToken.token_hash == digest))
         if row is None or not same_hash(row.token_hash, digest) or row.revoked_at is not None:
             raise invalid
-        if row.expires_at is not None and row.expires_at <= utcnow():
+        if expired(row.expires_at, now):
             raise invalid
         if row.oauth_client_id is not None:
             client = await product_client(session, client_id, secret)
@@ -351,7 +356,7 @@ async def _refresh_grant(
             raise _oauth_error(
                 401, "invalid_client", "client_id: must be the client the token was issued to"
             )
-    expires_in, expires_at = _expiry(fields)
+    expires_in, expires_at = _expiry(fields, now)
     owner = TokenOwner(
         OwnerKind(row.owner_kind),
         user_id=row.user_id,
@@ -378,5 +383,6 @@ async def _refresh_grant(
             expires_at=expires_at,
             actor=f"refresh:{row.owner_kind}:{owner_id}",
             request_id=rid,
+            now=now,
         )
     return minted.response()

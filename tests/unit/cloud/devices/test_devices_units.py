@@ -1,13 +1,9 @@
-"""Pure parts of the device server and the simulator: limits, activity memory, --cloud."""
+"""Pure parts of the device server: limits, shares, activity memory, the key cache."""
 
 from __future__ import annotations
 
-import pytest
-
 from fermion.cloud.devices.limits import FailureLimiter, HandshakeShares, prefix_of
 from fermion.cloud.devices.server import ActivityLog
-from fermion.device.online import parse_cloud
-from fermion.errors import DeviceError
 
 
 def test_failed_handshakes_over_the_limit_refuse_the_address_for_the_window() -> None:
@@ -65,26 +61,6 @@ def test_activity_is_bounded_per_device_and_in_devices() -> None:
     log.describe("c", 2, b"{}")
     assert log.get("a") is None  # least recently heard dropped
     assert log.get("c") is not None and log.get("c").describe == {2: b"{}"}  # type: ignore[union-attr]
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("127.0.0.1:5999", ("127.0.0.1", 5999)),
-        ("localhost", ("localhost", 5683)),
-        ("[::1]:6000", ("::1", 6000)),
-    ],
-)
-def test_cloud_addresses(text: str, expected: tuple[str, int]) -> None:
-    assert parse_cloud(text) == expected
-
-
-@pytest.mark.parametrize(
-    "text", ["device.spark.io:5683", "8.8.8.8:5683", "127.0.0.1:x", "::1:70000"]
-)
-def test_cloud_addresses_refused(text: str) -> None:
-    with pytest.raises(DeviceError):
-        parse_cloud(text)
 
 
 def test_after_a_crowd_leaves_keys_stay_cached_for_the_linger_then_only_connected_ones() -> None:
