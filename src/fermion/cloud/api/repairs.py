@@ -32,6 +32,7 @@ from fermion.cloud.domain.repair_plan import (
     Plan,
     plan_repair,
 )
+from fermion.cloud.store import Store
 from fermion.cloud.store.models import (
     CandidateStatus,
     KeyCandidate,
@@ -279,6 +280,18 @@ async def get_repair_plan(
         False, description="Customer devices: Particle's unclaim, send, token, claim back"
     ),
 ) -> dict[str, Any]:
+    return await _plan_json(request, caller, store, device_id, key, particle_compatible)
+
+
+async def _plan_json(
+    request: Request,
+    caller: Caller,
+    store: Store,
+    device_id: str,
+    key: KeyGiven,
+    particle_compatible: bool,
+    product: str | None = None,
+) -> dict[str, Any]:
     async with store.read() as session:
         view = await repair_plan_for(
             session,
@@ -287,6 +300,7 @@ async def get_repair_plan(
             key_given=key,
             particle_compatible=particle_compatible,
             served=served_transports(request),
+            product=product,
         )
     return view.to_json()
 
@@ -307,14 +321,4 @@ async def get_product_repair_plan(
         False, description="Customer devices: Particle's unclaim, send, token, claim back"
     ),
 ) -> dict[str, Any]:
-    async with store.read() as session:
-        view = await repair_plan_for(
-            session,
-            caller,
-            device_id,
-            key_given=key,
-            particle_compatible=particle_compatible,
-            served=served_transports(request),
-            product=product,
-        )
-    return view.to_json()
+    return await _plan_json(request, caller, store, device_id, key, particle_compatible, product)
