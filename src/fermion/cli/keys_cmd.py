@@ -72,6 +72,18 @@ def _paths_json(paths: dict[str, Path]) -> dict[str, str]:
     return {kind: str(path) for kind, path in paths.items()}
 
 
+def _print_written(written: dict[str, Path], as_json: bool, what: str, **extra: str) -> None:
+    """What keys new and save wrote: JSON (the files, the key's fingerprint and ``extra``), or
+    '<what> key <sha256>' and a line a file."""
+    fp = fingerprint_json(load_key_file(written["pub_pem"]).fingerprint)
+    if as_json:
+        print_json({"files": _paths_json(written), "fingerprint": fp, **extra})
+        return
+    console.print(f"{what} key {fp['sha256'] if fp else ''}")
+    for path in written.values():
+        console.print(f"  wrote {path}")
+
+
 def _refuse_overwrite(paths: dict[str, Path], force: bool) -> None:
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not force:
@@ -107,19 +119,8 @@ def new(
     _refuse_overwrite(paths, force)
     key = generate_device_key(chosen or Algorithm.RSA)
     written = write_new_key_files(key, name)
-    fp = fingerprint_json(load_key_file(written["pub_pem"]).fingerprint)
-    if as_json:
-        print_json(
-            {
-                "algorithm": (chosen or Algorithm.RSA).value,
-                "files": _paths_json(written),
-                "fingerprint": fp,
-            }
-        )
-        return
-    console.print(f"new {(chosen or Algorithm.RSA).value} key {fp['sha256'] if fp else ''}")
-    for path in written.values():
-        console.print(f"  wrote {path}")
+    alg = (chosen or Algorithm.RSA).value
+    _print_written(written, as_json, f"new {alg}", algorithm=alg)
 
 
 def _save_slot(link: DeviceLink, transport: Transport, name: str, force: bool) -> dict[str, Path]:
@@ -158,13 +159,7 @@ def save(
     if not name:
         raise FermionError("keys save: give a NAME; the DCT holds no device id")
     written = _save_slot(link, transport, name, force)
-    fp = fingerprint_json(load_key_file(written["pub_pem"]).fingerprint)
-    if as_json:
-        print_json({"files": _paths_json(written), "fingerprint": fp, "transport": transport.value})
-        return
-    console.print(f"saved {link.name} key {fp['sha256'] if fp else ''}")
-    for path in written.values():
-        console.print(f"  wrote {path}")
+    _print_written(written, as_json, f"saved {link.name}", transport=transport.value)
 
 
 @app.command()
