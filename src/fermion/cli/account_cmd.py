@@ -17,7 +17,7 @@ from fermion.cli.api_client import (
     store_login,
     use_profile,
 )
-from fermion.cli.output import JSON_OPT, console, print_json, table
+from fermion.cli.output import JSON_OPT, console, print_json, print_result, print_table, table
 from fermion.errors import FermionError
 
 profile_app = typer.Typer(
@@ -61,10 +61,11 @@ def login(
             body = api.password_login(username, _password(password, prompt=False))
             profile.api_url = api.api_url
             store_login(profile, username, body)
-    if as_json:
-        print_json({"username": profile.username, "api_url": api.api_url, "profile": profile.name})
-        return
-    console.print(f"logged in to {api.api_url} as {profile.username} (profile {profile.name})")
+    print_result(
+        {"username": profile.username, "api_url": api.api_url, "profile": profile.name},
+        as_json,
+        f"logged in to {api.api_url} as {profile.username} (profile {profile.name})",
+    )
 
 
 def logout(
@@ -87,20 +88,18 @@ def logout(
     profile.access_token_expires_at = None
     if profile.path.exists():  # logging out of a profile that never existed creates none
         profile.save()
-    if as_json:
-        print_json({"logged_out": who, "revoked": revoked})
-        return
-    console.print(f"logged out{f' {who}' if who else ''}")
+    print_result(
+        {"logged_out": who, "revoked": revoked}, as_json, f"logged out{f' {who}' if who else ''}"
+    )
 
 
 def whoami(as_json: bool = JSON_OPT) -> None:
     """Show the account the CLI acts as."""
     with ApiClient() as api:
         user = api.user()
-    if as_json:
-        print_json({**user, "api_url": api.api_url})
-        return
-    console.print(f"{user.get('username')} on {api.api_url}")
+    print_result(
+        {**user, "api_url": api.api_url}, as_json, f"{user.get('username')} on {api.api_url}"
+    )
 
 
 @profile_app.callback()
@@ -141,10 +140,7 @@ def profile_use(name: str, as_json: bool = JSON_OPT) -> None:
     if not p.path.exists():
         p.save()
     use_profile(name)
-    if as_json:
-        print_json({"profile": name, "api_url": p.api_url})
-        return
-    console.print(f"profile {name} ({p.api_url})")
+    print_result({"profile": name, "api_url": p.api_url}, as_json, f"profile {name} ({p.api_url})")
 
 
 @profile_app.command("set")
@@ -158,10 +154,9 @@ def profile_set(
     p = Profile.load(name or active_profile_name())
     p.set(setting, value)
     p.save()
-    if as_json:
-        print_json({"profile": p.name, "api_url": p.api_url})
-        return
-    console.print(f"profile {p.name}: api-url {p.api_url}")
+    print_result(
+        {"profile": p.name, "api_url": p.api_url}, as_json, f"profile {p.name}: api-url {p.api_url}"
+    )
 
 
 def _to_the_second(at: str | None) -> str | None:
@@ -175,11 +170,10 @@ def token_list(as_json: bool = JSON_OPT) -> None:
     show; the one this CLI uses is marked)."""
     with ApiClient() as api:
         tokens = api.access_tokens()
-    if as_json:
-        print_json(tokens)
-        return
     # Four columns that fit 80 characters: the CLI's own token is marked in the first.
-    table(
+    print_table(
+        tokens,
+        as_json,
         f"{len(tokens)} live token(s)",
         ["token", "client", "created", "expires"],
         [

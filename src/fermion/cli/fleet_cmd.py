@@ -13,7 +13,15 @@ from typing import Any
 import typer
 
 from fermion.cli.api_client import ApiClient, ApiError
-from fermion.cli.output import JSON_OPT, console, over_many, print_json, table
+from fermion.cli.output import (
+    JSON_OPT,
+    console,
+    over_many,
+    print_json,
+    print_result,
+    print_table,
+    table,
+)
 from fermion.errors import FermionError
 from fermion.ids import not_a_device_id, parse_device_id
 
@@ -92,11 +100,10 @@ def device_list(
         devices = api.devices()
     if wanted is not None:
         devices = [d for d in devices if d.get("key_health") == wanted]
-    if as_json:
-        print_json(devices)
-        return
     which = f" with key health {wanted}" if wanted else ""
-    table(f"{len(devices)} device(s){which}", _DEVICE_COLUMNS, _device_rows(devices))
+    print_table(
+        devices, as_json, f"{len(devices)} device(s){which}", _DEVICE_COLUMNS, _device_rows(devices)
+    )
 
 
 @device_app.command("show")
@@ -162,10 +169,7 @@ def device_rename(device_id: str, name: str, as_json: bool = JSON_OPT) -> None:
     """Rename a device."""
     with ApiClient() as api:
         body = api.rename(device_id.lower(), name)
-    if as_json:
-        print_json(body)
-        return
-    console.print(f"renamed {device_id} to {name}")
+    print_result(body, as_json, f"renamed {device_id} to {name}")
 
 
 def all_product_devices(api: ApiClient, product: str) -> list[dict[str, Any]]:
@@ -205,11 +209,10 @@ def product_device_list(
         devices = all_product_devices(api, product)
     if wanted is not None:
         devices = [d for d in devices if d.get("key_health") == wanted]
-    if as_json:
-        print_json(devices)
-        return
     which = f" with key health {wanted}" if wanted else ""
-    table(
+    print_table(
+        devices,
+        as_json,
         f"product {product}: {len(devices)} device(s){which}",
         _DEVICE_COLUMNS,
         _device_rows(devices),
@@ -294,10 +297,9 @@ def product_list(as_json: bool = JSON_OPT) -> None:
     """List the products you are on the team of."""
     with ApiClient() as api:
         products = api.products()
-    if as_json:
-        print_json(products)
-        return
-    table(
+    print_table(
+        products,
+        as_json,
         f"{len(products)} product(s)",
         ["id", "slug", "name", "platform", "owner"],
         [
@@ -356,10 +358,9 @@ def customer_list(product: str = PRODUCT_ARG, as_json: bool = JSON_OPT) -> None:
     with ApiClient() as api:
         body = api.customers(product)
     customers = body.get("customers", [])
-    if as_json:
-        print_json(customers)
-        return
-    table(
+    print_table(
+        customers,
+        as_json,
         f"product {product}: {len(customers)} customer(s)",
         ["email", "devices"],
         [(c.get("username"), ", ".join(c.get("devices", []))) for c in customers],
@@ -378,10 +379,11 @@ def customer_create(
     """Create a customer of a product."""
     with ApiClient() as api:
         body = api.create_customer(product, email, password)
-    if as_json:
-        print_json({"email": email, "product": product, "token": body})
-        return
-    console.print(f"created customer {email} of product {product}")
+    print_result(
+        {"email": email, "product": product, "token": body},
+        as_json,
+        f"created customer {email} of product {product}",
+    )
 
 
 @customer_app.command("delete")
@@ -391,10 +393,7 @@ def customer_delete(
     """Delete a customer (their tokens are revoked)."""
     with ApiClient() as api:
         body = api.delete_customer(product, email)
-    if as_json:
-        print_json(body)
-        return
-    console.print(f"deleted customer {email} of product {product}")
+    print_result(body, as_json, f"deleted customer {email} of product {product}")
 
 
 @client_app.command("create")
@@ -426,10 +425,9 @@ def client_list(
     """List a product's OAuth clients (their secrets are never shown again)."""
     with ApiClient() as api:
         clients = api.clients(product)
-    if as_json:
-        print_json(clients)
-        return
-    table(
+    print_table(
+        clients,
+        as_json,
         f"product {product}: {len(clients)} client(s)",
         ["id", "name", "type", "scope"],
         [(c.get("id"), c.get("name"), c.get("type"), c.get("scope")) for c in clients],
@@ -445,10 +443,11 @@ def client_delete(
     """Delete an OAuth client; every token it minted is revoked."""
     with ApiClient() as api:
         api.delete_client(product, client_id)
-    if as_json:
-        print_json({"deleted": client_id, "product": product})
-        return
-    console.print(f"deleted client {client_id} of product {product} (its tokens are revoked)")
+    print_result(
+        {"deleted": client_id, "product": product},
+        as_json,
+        f"deleted client {client_id} of product {product} (its tokens are revoked)",
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -10,13 +10,12 @@ File names follow particle-cli: ``keys new`` writes
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 
+from fermion.cli.output import JSON_OPT, console, print_json, print_result
 from fermion.device.builtin import BACKUP_ADDRESS
 from fermion.device.dct import (
     CLOUD_TRANSPORT,
@@ -54,17 +53,11 @@ from fermion.keys.serverfile import Transport
 app = typer.Typer(
     help="Device keys: make, save, load; server key and address.", no_args_is_help=True
 )
-console = Console(highlight=False, soft_wrap=True)
 
 DEVICE_OPT = typer.Option(None, "--device", "-d", help="A simulated device id.")
 DCT_OPT = typer.Option(None, "--dct", help="A raw DCT dump file (dfu-util -a 1 -U).")
 DFU_OPT = typer.Option(False, "--dfu", help="Real hardware in DFU mode, through dfu-util.")
 PLATFORM_OPT = typer.Option(None, "--platform", help="Platform of a --dct dump or --dfu device.")
-JSON_OPT = typer.Option(False, "--json", help="Print JSON.")
-
-
-def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
 def _require_link(link: DeviceLink | None, command: str) -> DeviceLink:
@@ -77,6 +70,18 @@ def _require_link(link: DeviceLink | None, command: str) -> DeviceLink:
 
 def _paths_json(paths: dict[str, Path]) -> dict[str, str]:
     return {kind: str(path) for kind, path in paths.items()}
+
+
+def _print_written(written: dict[str, Path], as_json: bool, what: str, **extra: str) -> None:
+    """What keys new and save wrote: JSON (the files, the key's fingerprint and ``extra``), or
+    '<what> key <sha256>' and a line a file."""
+    fp = fingerprint_json(load_key_file(written["pub_pem"]).fingerprint)
+    if as_json:
+        print_json({"files": _paths_json(written), "fingerprint": fp, **extra})
+        return
+    console.print(f"{what} key {fp['sha256'] if fp else ''}")
+    for path in written.values():
+        console.print(f"  wrote {path}")
 
 
 def _refuse_overwrite(paths: dict[str, Path], force: bool) -> None:
@@ -114,19 +119,8 @@ def new(
     _refuse_overwrite(paths, force)
     key = generate_device_key(chosen or Algorithm.RSA)
     written = write_new_key_files(key, name)
-    fp = fingerprint_json(load_key_file(written["pub_pem"]).fingerprint)
-    if as_json:
-        _print_json(
-            {
-                "algorithm": (chosen or Algorithm.RSA).value,
-                "files": _paths_json(written),
-                "fingerprint": fp,
-            }
-        )
-        return
-    console.print(f"new {(chosen or Algorithm.RSA).value} key {fp['sha256'] if fp else ''}")
-    for path in written.values():
-        console.print(f"  wrote {path}")
+    alg = (chosen or Algorithm.RSA).value
+    _print_written(written, as_json, f"new {alg}", algorithm=alg)
 
 
 def _save_slot(link: DeviceLink, transport: Transport, name: str, force: bool) -> dict[str, Path]:
@@ -165,15 +159,7 @@ def save(
     if not name:
         raise FermionError("keys save: give a NAME; the DCT holds no device id")
     written = _save_slot(link, transport, name, force)
-    fp = fingerprint_json(load_key_file(written["pub_pem"]).fingerprint)
-    if as_json:
-        _print_json(
-            {"files": _paths_json(written), "fingerprint": fp, "transport": transport.value}
-        )
-        return
-    console.print(f"saved {link.name} key {fp['sha256'] if fp else ''}")
-    for path in written.values():
-        console.print(f"  wrote {path}")
+    _print_written(written, as_json, f"saved {link.name}", transport=transport.value)
 
 
 @app.command()
@@ -217,7 +203,7 @@ def load(
     link.reset()
     fp = fingerprint_json(loaded.fingerprint)
     if as_json:
-        _print_json(
+        print_json(
             {
                 "loaded": str(source),
                 "backup": str(backup) if backup else None,
@@ -264,10 +250,7 @@ def server(
         link.reset()
         result["device"] = link.name
         message = f"wrote the server key ({formatted.fingerprint}) to {link.name}"
-    if as_json:
-        _print_json(result)
-        return
-    console.print(message)
+    print_result(result, as_json, message)
 
 
 @app.command()
@@ -291,11 +274,8 @@ def address(
         "type": effective.type.name.lower(),
         "source": "dct" if stored else "backup",
     }
-    if as_json:
-        _print_json(data)
-        return
     note = "" if stored else " (blank on the device: the built-in backup address)"
-    console.print(f"{transport.value}://{effective.host}:{port}{note}")
+    print_result(data, as_json, f"{transport.value}://{effective.host}:{port}{note}")
 
 
 @app.command()
@@ -333,7 +313,4 @@ def protocol(
         "transport": current.value,
         "cloud_transport": link.read_region(CLOUD_TRANSPORT.offset, 1)[0],
     }
-    if as_json:
-        _print_json(data)
-        return
-    console.print(f"{link.name}: {current.value}")
+    print_result(data, as_json, f"{link.name}: {current.value}")

@@ -23,6 +23,14 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
+def print_result(data: Any, as_json: bool, line: str) -> None:
+    """A command's result: ``data`` as JSON for scripts (--json), else ``line`` for people."""
+    if as_json:
+        print_json(data)
+    else:
+        console.print(line)
+
+
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     t = Table(title=title, title_justify="left", show_lines=False)
     for i, col in enumerate(columns):
@@ -31,6 +39,20 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     for row in rows:
         t.add_row(*("" if v is None else str(v) for v in row))
     console.print(t)
+
+
+def print_table(
+    data: Any,
+    as_json: bool,
+    title: str | None,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+) -> None:
+    """A listing: ``data`` as JSON for scripts (--json), else a table of ``rows`` for people."""
+    if as_json:
+        print_json(data)
+    else:
+        table(title, columns, rows)
 
 
 def over_many(items: Sequence[T], label: str, work: Callable[[T], R], quiet: bool) -> list[R]:

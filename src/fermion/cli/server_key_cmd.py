@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -99,18 +100,29 @@ def export(
     console.print(f"wrote {fmt.value} server key to {out}")
 
 
+def _rotation_step(
+    data_dir: Path | None, step: Callable[..., Awaitable[Any]], as_json: bool, done: str
+) -> None:
+    """Run one step of a rotation as this CLI's user and print the key it leaves: its JSON, or
+    ``done`` with its ``{fingerprint}``."""
+    row = _key_json(_run(data_dir, step, _actor()))
+    if as_json:
+        typer.echo(json.dumps(row, indent=2))
+        return
+    console.print(done.format(fingerprint=row["fingerprint"]))
+
+
 @app.command()
 def rotate(data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
     """Make a new server key; the old one stays accepted until `fermion server-key retire`."""
     from fermion.cloud.devices.rotation import rotate as do_rotate
 
-    row = _key_json(_run(data_dir, do_rotate, _actor()))
-    if as_json:
-        typer.echo(json.dumps(row, indent=2))
-        return
-    console.print(
-        f"new current server key {row['fingerprint']}; the previous one is still accepted "
-        "until 'fermion server-key retire'. Give devices the new key with 'keys server'."
+    _rotation_step(
+        data_dir,
+        do_rotate,
+        as_json,
+        "new current server key {fingerprint}; the previous one is still accepted until "
+        "'fermion server-key retire'. Give devices the new key with 'keys server'.",
     )
 
 
@@ -119,8 +131,4 @@ def retire(data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
     """End a rotation: devices still holding the previous key are refused from now on."""
     from fermion.cloud.devices.rotation import retire as do_retire
 
-    row = _key_json(_run(data_dir, do_retire, _actor()))
-    if as_json:
-        typer.echo(json.dumps(row, indent=2))
-        return
-    console.print(f"retired server key {row['fingerprint']}")
+    _rotation_step(data_dir, do_retire, as_json, "retired server key {fingerprint}")

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from fermion.cli.output import over_many
+from fermion.cli.output import console, over_many, print_json, table
 from fermion.device import faults
 from fermion.device.boot import boot
 from fermion.device.dct import write_server_key_file
@@ -24,15 +21,10 @@ app = typer.Typer(
     help="Simulated devices: a DCT image that boots, generates keys and loses them.",
     no_args_is_help=True,
 )
-console = Console(highlight=False, soft_wrap=True)
 
 JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of a table.")
 # Past this many new devices `sim create` prints one summary line, not a line per device.
 SUMMARY_OVER = 10
-
-
-def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
 def _short(fp: dict[str, str] | None) -> str:
@@ -89,7 +81,7 @@ def create(
     # script reads, and none for one).
     created = over_many(list(range(count)), "creating devices", make_one, as_json or quiet)
     if as_json:
-        _print_json(created)
+        print_json(created)
         return
     if quiet:
         for info in created:
@@ -114,27 +106,32 @@ def list_(as_json: bool = JSON_OPT) -> None:
     """List simulated devices."""
     devices = [describe(d) for d in SimDevice.list()]
     if as_json:
-        _print_json(devices)
+        print_json(devices)
         return
     if not devices:
         console.print(f"no simulated devices in {SimDevice.root()}")
         return
-    table = Table()
-    table.add_column("ID", no_wrap=True)
-    for title in ("PLATFORM", "TRANSPORT", "FIRMWARE", "DEVICE KEY", "SERVER", "KEY ERRORS"):
-        table.add_column(title)
-    for info in devices:
-        errors = info["key_errors"]
-        table.add_row(
-            info["id"],
-            info["platform"],
-            info["transport"],
-            info["firmware"]["state"],
-            f"{info['device_key']['state']} {_short(info['device_key']['fingerprint'])}",
-            info["server_address"]["effective"]["host"],
-            "-" if errors is None else (",".join(errors["names"]) or "none"),
-        )
-    console.print(table)
+    table(
+        None,
+        ["ID", "PLATFORM", "TRANSPORT", "FIRMWARE", "DEVICE KEY", "SERVER", "KEY ERRORS"],
+        [
+            (
+                info["id"],
+                info["platform"],
+                info["transport"],
+                info["firmware"]["state"],
+                f"{info['device_key']['state']} {_short(info['device_key']['fingerprint'])}",
+                info["server_address"]["effective"]["host"],
+                _key_errors_text(info["key_errors"]),
+            )
+            for info in devices
+        ],
+    )
+
+
+def _key_errors_text(errors: dict[str, Any] | None) -> str:
+    """A key-errors cell: '-' for a device that does not run, else the errors' names."""
+    return "-" if errors is None else (",".join(errors["names"]) or "none")
 
 
 @app.command()
@@ -142,7 +139,7 @@ def inspect(device_id: str = typer.Argument(..., metavar="ID"), as_json: bool = 
     """Keys, fingerprints, server key and address, transport, key errors, firmware state."""
     info = describe(SimDevice.open(device_id))
     if as_json:
-        _print_json(info)
+        print_json(info)
         return
     _print_inspect(info)
 
@@ -237,7 +234,7 @@ def fault(
         boot(device)
     info = describe(device)
     if as_json:
-        _print_json(info)
+        print_json(info)
         return
     console.print(f"applied {chosen[0].lstrip('-')} to {device.name}")
     _print_inspect(info)
@@ -254,7 +251,7 @@ def boot_(device_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JS
         )
     info = describe(device)
     if as_json:
-        _print_json({**info, "generated_key": report.generated_key})
+        print_json({**info, "generated_key": report.generated_key})
         return
     if report.generated_key:
         console.print(f"{device.name}: generated a new device key")

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-console = Console(highlight=False, soft_wrap=True)
+from fermion.cli.output import console, print_table
 
 
 def run(
@@ -66,23 +63,23 @@ def status(
         # The error a device shows now: a connected device's last refusal is history (kept in
         # last_protocol_error), and beside "connected" it reads as if the key were still wrong.
         row["error"] = None if row["online"] else row["last_protocol_error"]
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2, sort_keys=True))
-        return
-    table = Table()
-    for title in ("ID", "PLATFORM", "LED", "STATE", "CLOUD", "ERROR"):
-        table.add_column(title, no_wrap=title == "ID")
-    for row in rows:
-        error = row["error"]
-        table.add_row(
-            row["id"],
-            row["platform"],
-            row["led"],
-            row["state"],
-            row["address"] or "-",
-            f"{error['code']} {error['name']}" if error else "-",
-        )
-    console.print(table)
+    print_table(
+        rows,
+        as_json,
+        None,
+        ["ID", "PLATFORM", "LED", "STATE", "CLOUD", "ERROR"],
+        [
+            (
+                row["id"],
+                row["platform"],
+                row["led"],
+                row["state"],
+                row["address"] or "-",
+                f"{row['error']['code']} {row['error']['name']}" if row["error"] else "-",
+            )
+            for row in rows
+        ],
+    )
 
 
 def register(sim_app: typer.Typer) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import typer
 
 from fermion.cli.api_client import ApiClient
-from fermion.cli.output import JSON_OPT, console, print_json, table
+from fermion.cli.output import JSON_OPT, print_result, print_table
 
 team_app = typer.Typer(
     help="A product's team: list, invite, remove, change a role.", no_args_is_help=True
@@ -27,10 +27,9 @@ def team_list(product: str = PRODUCT_ARG, as_json: bool = JSON_OPT) -> None:
     """List the members of a product's team and their roles."""
     with ApiClient() as api:
         members = api.team(product)
-    if as_json:
-        print_json(members)
-        return
-    table(
+    print_table(
+        members,
+        as_json,
         f"product {product}: {len(members)} member(s)",
         ["email", "role"],
         [(m.get("username"), (m.get("role") or {}).get("name")) for m in members],
@@ -50,11 +49,10 @@ def team_invite(
     with ApiClient() as api:
         body = api.team_invite(product, email, role)
     invited = body.get("invited", {})
-    if as_json:
-        print_json(invited)
-        return
-    console.print(
-        f"{invited.get('username', email)} is on product {product}'s team as {invited.get('role')}"
+    print_result(
+        invited,
+        as_json,
+        f"{invited.get('username', email)} is on product {product}'s team as {invited.get('role')}",
     )
 
 
@@ -69,11 +67,10 @@ def team_role(
     with ApiClient() as api:
         body = api.team_role(product, email, role)
     updated = body.get("updated", {})
-    if as_json:
-        print_json(updated)
-        return
     name = (updated.get("role") or {}).get("name")
-    console.print(f"{updated.get('username', email)} is now {name} on product {product}")
+    print_result(
+        updated, as_json, f"{updated.get('username', email)} is now {name} on product {product}"
+    )
 
 
 @team_app.command("remove")
@@ -83,10 +80,11 @@ def team_remove(
     """Remove a member from a product's team."""
     with ApiClient() as api:
         api.team_remove(product, email)
-    if as_json:
-        print_json({"removed": email, "product": product})
-        return
-    console.print(f"removed {email} from product {product}'s team")
+    print_result(
+        {"removed": email, "product": product},
+        as_json,
+        f"removed {email} from product {product}'s team",
+    )
 
 
 def audit(
@@ -113,10 +111,9 @@ def audit(
     }
     with ApiClient() as api:
         events = api.audit_events(filters)
-    if as_json:
-        print_json(events)
-        return
-    table(
+    print_table(
+        events,
+        as_json,
         f"{len(events)} event(s)",
         ["id", "at", "actor", "action", "device", "product", "detail"],
         [
