@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote
 
 from fastapi import Request, Response
-from fastapi.responses import HTMLResponse
 
 from fermion.cloud.console import apicall
 from fermion.cloud.console.pages.product_forms import product_action, product_page
-from fermion.cloud.console.session import ConsoleSession, LoginRequired
+from fermion.cloud.console.session import LoginRequired
 from fermion.cloud.console.web import SessionDep, area_router, form_of, text
 from fermion.cloud.domain.permissions import Action
 from fermion.cloud.store.models import ClientType
@@ -25,32 +23,8 @@ CLIENT_TYPES = [
 ]
 
 
-async def _clients(
-    request: Request,
-    session: ConsoleSession,
-    product: str,
-    status: int = 200,
-    errors: dict[str, str] | None = None,
-    created: dict[str, Any] | None = None,
-) -> HTMLResponse:
-    return await product_page(
-        request,
-        session,
-        product,
-        Action.CLIENT_VIEW,
-        "clients",
-        "/v1/products/{p}/clients",
-        "clients.html",
-        status=status,
-        errors=errors or {},
-        created=created,
-        client_types=CLIENT_TYPES,
-    )
-
-
-@router.get("/p/{product}/clients")
-async def clients(request: Request, product: str, session: SessionDep) -> Response:
-    return await _clients(request, session, product)
+# ``created``, passed only after a create: the client with its secret, shown once.
+_clients = product_page(router, Action.CLIENT_VIEW, "clients", client_types=CLIENT_TYPES)
 
 
 @router.post("/p/{product}/clients/create")

@@ -6,39 +6,15 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import Request, Response
-from fastapi.responses import HTMLResponse
 
 from fermion.cloud.console.pages.product_forms import product_action, product_page
-from fermion.cloud.console.session import ConsoleSession
 from fermion.cloud.console.web import SessionDep, area_router, form_of, text
 from fermion.cloud.domain.permissions import Action
 
 router = area_router()
 
 
-async def _customers(
-    request: Request,
-    session: ConsoleSession,
-    product: str,
-    status: int = 200,
-    errors: dict[str, str] | None = None,
-) -> HTMLResponse:
-    return await product_page(
-        request,
-        session,
-        product,
-        Action.CUSTOMER_VIEW,
-        "customers",
-        "/v1/products/{p}/customers",
-        "customers.html",
-        status=status,
-        errors=errors or {},
-    )
-
-
-@router.get("/p/{product}/customers")
-async def customers(request: Request, product: str, session: SessionDep) -> Response:
-    return await _customers(request, session, product)
+_customers = product_page(router, Action.CUSTOMER_VIEW, "customers")
 
 
 @router.post("/p/{product}/customers/create")

@@ -5,10 +5,8 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from fastapi import Request, Response
-from fastapi.responses import HTMLResponse
 
 from fermion.cloud.console.pages.product_forms import product_action, product_page
-from fermion.cloud.console.session import ConsoleSession
 from fermion.cloud.console.web import SessionDep, area_router, form_of, text
 from fermion.cloud.domain.permissions import Action, Role
 
@@ -16,30 +14,7 @@ router = area_router()
 ROLE_CHOICES = [r for r in Role if r is not Role.OWNER]
 
 
-async def _team(
-    request: Request,
-    session: ConsoleSession,
-    product: str,
-    status: int = 200,
-    errors: dict[str, str] | None = None,
-) -> HTMLResponse:
-    return await product_page(
-        request,
-        session,
-        product,
-        Action.TEAM_VIEW,
-        "team",
-        "/v1/products/{p}/team",
-        "team.html",
-        status=status,
-        errors=errors or {},
-        roles=ROLE_CHOICES,
-    )
-
-
-@router.get("/p/{product}/team")
-async def team(request: Request, product: str, session: SessionDep) -> Response:
-    return await _team(request, session, product)
+_team = product_page(router, Action.TEAM_VIEW, "team", roles=ROLE_CHOICES)
 
 
 @router.post("/p/{product}/team/invite")
