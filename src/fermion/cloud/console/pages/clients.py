@@ -7,8 +7,11 @@ from urllib.parse import quote
 from fastapi import Request, Response
 
 from fermion.cloud.console import apicall
-from fermion.cloud.console.pages.product_forms import product_action, product_page
-from fermion.cloud.console.session import LoginRequired
+from fermion.cloud.console.pages.product_forms import (
+    delete_item,
+    product_page,
+    section_path,
+)
 from fermion.cloud.console.web import SessionDep, area_router, form_of, text
 from fermion.cloud.domain.permissions import Action
 from fermion.cloud.store.models import ClientType
@@ -34,10 +37,9 @@ async def client_create(request: Request, product: str, session: SessionDep) -> 
     redirect_uri = text(form.get("redirect_uri"), 2000)
     if redirect_uri:
         data["redirect_uri"] = redirect_uri
-    path = f"/v1/products/{quote(product)}/clients"
-    reply = await apicall.call(request, "POST", path, token=session.token, data=data)
-    if reply.status == 401:
-        raise LoginRequired(f"/console/p/{quote(product)}/clients")
+    path = section_path(product, "clients")
+    back = f"/console/p/{quote(product)}/clients"
+    reply = await apicall.form_call(request, session, "POST", path, back=back, data=data)
     if not reply.ok:
         return await _clients(
             request, session, product, status=reply.status, errors={"create": reply.message}
@@ -49,9 +51,6 @@ async def client_create(request: Request, product: str, session: SessionDep) -> 
 
 @router.post("/p/{product}/clients/delete")
 async def client_delete(request: Request, product: str, session: SessionDep) -> Response:
-    form = await form_of(request, session)
-    client_id = text(form.get("client_id"), 100)
-    path = f"/v1/products/{quote(product)}/clients/{quote(client_id, safe='')}"
-    return await product_action(
-        request, session, product, "DELETE", path, "client_deleted", _clients
+    return await delete_item(
+        request, session, product, _clients, "clients", "client_id", 100, "client_deleted"
     )

@@ -11,14 +11,16 @@ from fastapi.responses import HTMLResponse
 
 from fermion.cloud.api.product_access import Standing, load_product
 from fermion.cloud.console import apicall
-from fermion.cloud.console.session import ConsoleSession, LoginRequired
+from fermion.cloud.console.session import ConsoleSession
 from fermion.cloud.console.web import (
     PRODUCT_NAV,
     SessionDep,
     error_page,
+    form_of,
     permitted,
     redirect,
     render,
+    text,
 )
 from fermion.cloud.domain.permissions import Action
 
@@ -29,6 +31,13 @@ async def product_of(
     """The product ``ref`` names, with the caller's standing in it, checked against ``action``."""
     async with request.app.state.store.read() as db:
         return await load_product(db, session.caller, ref, action)
+
+
+def section_path(product: str, section: str, item: str | None = None) -> str:
+    """The API's path of a product's ``section`` (``team``, ``customers``, ``clients``), or of
+    one ``item`` in it: a username, an email or a client id, any of which may hold a ``/``."""
+    path = f"/v1/products/{quote(product)}/{section}"
+    return path if item is None else f"{path}/{quote(item, safe='')}"
 
 
 class ProductPage(Protocol):
@@ -60,8 +69,8 @@ def product_page(router: APIRouter, action: Action, section: str, **fixed: Any) 
         **ctx: Any,
     ) -> HTMLResponse:
         st = await product_of(request, session, product, action)
-        api_path = f"/v1/products/{quote(st.product.slug)}/{section}"
-        reply = await apicall.call(request, "GET", api_path, token=session.token)
+        listing = section_path(st.product.slug, section)
+        reply = await apicall.call(request, "GET", listing, token=session.token)
         if not reply.ok:
             return error_page(request, reply.status, reply.message)
         return render(
@@ -97,10 +106,25 @@ async def product_action(
     data: dict[str, Any] | None = None,
     field: str | None = None,
 ) -> Response:
-    reply = await apicall.call(request, method, api_path, token=session.token, data=data)
+    back = request.url.path.rsplit("/", 1)[0]  # the form's own page
+    reply = await apicall.form_call(request, session, method, api_path, back=back, data=data)
     if reply.ok:
-        return redirect(f"{request.url.path.rsplit('/', 1)[0]}?done={done}")
-    if reply.status == 401:
-        raise LoginRequired(request.url.path.rsplit("/", 1)[0])
+        return redirect(f"{back}?done={done}")
     errors = {field or "form": reply.message}
     return await page(request, session, product, status=reply.status, errors=errors)
+
+
+async def delete_item(
+    request: Request,
+    session: ConsoleSession,
+    product: str,
+    page: ProductPage,
+    section: str,
+    field: str,
+    limit: int,
+    done: str,
+) -> Response:
+    """A form that deletes one item of ``section``: the one its ``field`` names."""
+    form = await form_of(request, session)
+    path = section_path(product, section, text(form.get(field), limit))
+    return await product_action(request, session, product, "DELETE", path, done, page)
