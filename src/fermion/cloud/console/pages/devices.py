@@ -123,20 +123,24 @@ def _candidate_id(form: dict[str, Any]) -> str:
     return value
 
 
-@router.post("/devices/{device_id}/approve")
-async def approve(request: Request, device_id: str, session: SessionDep) -> Response:
+async def _decide(
+    request: Request, session: ConsoleSession, device_id: str, decision: str, done: str
+) -> Response:
+    """Approve or reject (``decision``) the presented key the form names."""
     form = await form_of(request, session)
     cid = _candidate_id(form)
-    path = f"/v1/devices/{quote(device_id)}/keys/candidates/{cid}/approve"
-    return await _device_action(request, session, device_id, "POST", path, "approved")
+    path = f"/v1/devices/{quote(device_id)}/keys/candidates/{cid}/{decision}"
+    return await _device_action(request, session, device_id, "POST", path, done)
+
+
+@router.post("/devices/{device_id}/approve")
+async def approve(request: Request, device_id: str, session: SessionDep) -> Response:
+    return await _decide(request, session, device_id, "approve", "approved")
 
 
 @router.post("/devices/{device_id}/reject")
 async def reject(request: Request, device_id: str, session: SessionDep) -> Response:
-    form = await form_of(request, session)
-    cid = _candidate_id(form)
-    path = f"/v1/devices/{quote(device_id)}/keys/candidates/{cid}/reject"
-    return await _device_action(request, session, device_id, "POST", path, "rejected")
+    return await _decide(request, session, device_id, "reject", "rejected")
 
 
 async def _device_product_slug(
