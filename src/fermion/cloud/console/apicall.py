@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 from fastapi import Request
 
+from fermion.cloud.console.session import ConsoleSession, LoginRequired
+
 _BASE = "http://console.internal"
 
 
@@ -64,3 +66,20 @@ async def call(
     except ValueError:
         body = None
     return ApiReply(response.status_code, body)
+
+
+async def form_call(
+    request: Request,
+    session: ConsoleSession,
+    method: str,
+    path: str,
+    *,
+    back: str,
+    data: dict[str, Any] | None = None,
+) -> ApiReply:
+    """A form's call, as the session: a session that ended since the page was drawn (401) sends
+    the person to log in, and then ``back`` to the page the form was on."""
+    reply = await call(request, method, path, token=session.token, data=data)
+    if reply.status == 401:
+        raise LoginRequired(back)
+    return reply

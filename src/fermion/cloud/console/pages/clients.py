@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote
 
 from fastapi import Request, Response
-from fastapi.responses import HTMLResponse
 
 from fermion.cloud.console import apicall
-from fermion.cloud.console.pages.product_forms import product_action, product_page
-from fermion.cloud.console.session import ConsoleSession, LoginRequired
+from fermion.cloud.console.pages.product_forms import (
+    delete_item,
+    product_page,
+    section_path,
+)
 from fermion.cloud.console.web import SessionDep, area_router, form_of, text
 from fermion.cloud.domain.permissions import Action
 from fermion.cloud.store.models import ClientType
@@ -25,32 +26,8 @@ CLIENT_TYPES = [
 ]
 
 
-async def _clients(
-    request: Request,
-    session: ConsoleSession,
-    product: str,
-    status: int = 200,
-    errors: dict[str, str] | None = None,
-    created: dict[str, Any] | None = None,
-) -> HTMLResponse:
-    return await product_page(
-        request,
-        session,
-        product,
-        Action.CLIENT_VIEW,
-        "clients",
-        "/v1/products/{p}/clients",
-        "clients.html",
-        status=status,
-        errors=errors or {},
-        created=created,
-        client_types=CLIENT_TYPES,
-    )
-
-
-@router.get("/p/{product}/clients")
-async def clients(request: Request, product: str, session: SessionDep) -> Response:
-    return await _clients(request, session, product)
+# ``created``, passed only after a create: the client with its secret, shown once.
+_clients = product_page(router, Action.CLIENT_VIEW, "clients", client_types=CLIENT_TYPES)
 
 
 @router.post("/p/{product}/clients/create")
@@ -60,10 +37,9 @@ async def client_create(request: Request, product: str, session: SessionDep) -> 
     redirect_uri = text(form.get("redirect_uri"), 2000)
     if redirect_uri:
         data["redirect_uri"] = redirect_uri
-    path = f"/v1/products/{quote(product)}/clients"
-    reply = await apicall.call(request, "POST", path, token=session.token, data=data)
-    if reply.status == 401:
-        raise LoginRequired(f"/console/p/{quote(product)}/clients")
+    path = section_path(product, "clients")
+    back = f"/console/p/{quote(product)}/clients"
+    reply = await apicall.form_call(request, session, "POST", path, back=back, data=data)
     if not reply.ok:
         return await _clients(
             request, session, product, status=reply.status, errors={"create": reply.message}
@@ -75,9 +51,6 @@ async def client_create(request: Request, product: str, session: SessionDep) -> 
 
 @router.post("/p/{product}/clients/delete")
 async def client_delete(request: Request, product: str, session: SessionDep) -> Response:
-    form = await form_of(request, session)
-    client_id = text(form.get("client_id"), 100)
-    path = f"/v1/products/{quote(product)}/clients/{quote(client_id, safe='')}"
-    return await product_action(
-        request, session, product, "DELETE", path, "client_deleted", _clients
+    return await delete_item(
+        request, session, product, _clients, "clients", "client_id", 100, "client_deleted"
     )

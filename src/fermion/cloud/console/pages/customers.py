@@ -3,42 +3,22 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import Request, Response
-from fastapi.responses import HTMLResponse
 
-from fermion.cloud.console.pages.product_forms import product_action, product_page
-from fermion.cloud.console.session import ConsoleSession
+from fermion.cloud.console.pages.product_forms import (
+    delete_item,
+    product_action,
+    product_page,
+    section_path,
+)
 from fermion.cloud.console.web import SessionDep, area_router, form_of, text
 from fermion.cloud.domain.permissions import Action
 
 router = area_router()
 
 
-async def _customers(
-    request: Request,
-    session: ConsoleSession,
-    product: str,
-    status: int = 200,
-    errors: dict[str, str] | None = None,
-) -> HTMLResponse:
-    return await product_page(
-        request,
-        session,
-        product,
-        Action.CUSTOMER_VIEW,
-        "customers",
-        "/v1/products/{p}/customers",
-        "customers.html",
-        status=status,
-        errors=errors or {},
-    )
-
-
-@router.get("/p/{product}/customers")
-async def customers(request: Request, product: str, session: SessionDep) -> Response:
-    return await _customers(request, session, product)
+_customers = product_page(router, Action.CUSTOMER_VIEW, "customers")
 
 
 @router.post("/p/{product}/customers/create")
@@ -50,7 +30,7 @@ async def customer_create(request: Request, product: str, session: SessionDep) -
         data["password"] = password
     else:
         data["no_password"] = "true"
-    path = f"/v1/products/{quote(product)}/customers"
+    path = section_path(product, "customers")
     return await product_action(
         request, session, product, "POST", path, "customer_created", _customers, data, "create"
     )
@@ -58,9 +38,6 @@ async def customer_create(request: Request, product: str, session: SessionDep) -
 
 @router.post("/p/{product}/customers/delete")
 async def customer_delete(request: Request, product: str, session: SessionDep) -> Response:
-    form = await form_of(request, session)
-    email = text(form.get("email"), 254)
-    path = f"/v1/products/{quote(product)}/customers/{quote(email, safe='')}"
-    return await product_action(
-        request, session, product, "DELETE", path, "customer_deleted", _customers
+    return await delete_item(
+        request, session, product, _customers, "customers", "email", 254, "customer_deleted"
     )

@@ -20,7 +20,7 @@ from fermion.cloud.api.errors import ApiError
 from fermion.cloud.api.repairs import KeyGiven, repair_plan_for, served_transports
 from fermion.cloud.console import apicall
 from fermion.cloud.console.device import add_activity, load_device_view
-from fermion.cloud.console.session import ConsoleSession, LoginRequired
+from fermion.cloud.console.session import ConsoleSession
 from fermion.cloud.console.web import (
     SessionDep,
     area_router,
@@ -99,11 +99,10 @@ async def _device_action(
     field: str | None = None,
     after: str | None = None,
 ) -> Response:
-    reply = await apicall.call(request, method, path, token=session.token, data=data)
+    back = f"/console/devices/{quote(device_id)}"
+    reply = await apicall.form_call(request, session, method, path, back=back, data=data)
     if reply.ok:
-        return redirect(after or f"/console/devices/{quote(device_id)}?done={done}")
-    if reply.status == 401:
-        raise LoginRequired(f"/console/devices/{quote(device_id)}")
+        return redirect(after or f"{back}?done={done}")
     if reply.status == 404:
         return error_page(request, 404, reply.message)
     errors = {field: reply.message} if field else None
@@ -124,20 +123,24 @@ def _candidate_id(form: dict[str, Any]) -> str:
     return value
 
 
-@router.post("/devices/{device_id}/approve")
-async def approve(request: Request, device_id: str, session: SessionDep) -> Response:
+async def _decide(
+    request: Request, session: ConsoleSession, device_id: str, decision: str, done: str
+) -> Response:
+    """Approve or reject (``decision``) the presented key the form names."""
     form = await form_of(request, session)
     cid = _candidate_id(form)
-    path = f"/v1/devices/{quote(device_id)}/keys/candidates/{cid}/approve"
-    return await _device_action(request, session, device_id, "POST", path, "approved")
+    path = f"/v1/devices/{quote(device_id)}/keys/candidates/{cid}/{decision}"
+    return await _device_action(request, session, device_id, "POST", path, done)
+
+
+@router.post("/devices/{device_id}/approve")
+async def approve(request: Request, device_id: str, session: SessionDep) -> Response:
+    return await _decide(request, session, device_id, "approve", "approved")
 
 
 @router.post("/devices/{device_id}/reject")
 async def reject(request: Request, device_id: str, session: SessionDep) -> Response:
-    form = await form_of(request, session)
-    cid = _candidate_id(form)
-    path = f"/v1/devices/{quote(device_id)}/keys/candidates/{cid}/reject"
-    return await _device_action(request, session, device_id, "POST", path, "rejected")
+    return await _decide(request, session, device_id, "reject", "rejected")
 
 
 async def _device_product_slug(

@@ -3,17 +3,25 @@ API's own listing, and each form is the API's call, its refusal shown next to th
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
-from fastapi import Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
 from fermion.cloud.api.product_access import Standing, load_product
 from fermion.cloud.console import apicall
-from fermion.cloud.console.session import ConsoleSession, LoginRequired
-from fermion.cloud.console.web import PRODUCT_NAV, error_page, permitted, redirect, render
+from fermion.cloud.console.session import ConsoleSession
+from fermion.cloud.console.web import (
+    PRODUCT_NAV,
+    SessionDep,
+    error_page,
+    form_of,
+    permitted,
+    redirect,
+    render,
+    text,
+)
 from fermion.cloud.domain.permissions import Action
 
 
@@ -25,35 +33,66 @@ async def product_of(
         return await load_product(db, session.caller, ref, action)
 
 
-async def product_page(
-    request: Request,
-    session: ConsoleSession,
-    product: str,
-    action: Action,
-    section: str,
-    api_path: str,
-    template: str,
-    status: int = 200,
-    **ctx: Any,
-) -> HTMLResponse:
-    st = await product_of(request, session, product, action)
-    reply = await apicall.call(
-        request, "GET", api_path.format(p=quote(st.product.slug)), token=session.token
-    )
-    if not reply.ok:
-        return error_page(request, reply.status, reply.message)
-    return render(
-        request,
-        template,
-        status=status,
-        session=session,
-        product=st.product,
-        role=st.actor,
-        can=permitted(st.actor, PRODUCT_NAV),
-        section=section,
-        data=reply.body,
-        **ctx,
-    )
+def section_path(product: str, section: str, item: str | None = None) -> str:
+    """The API's path of a product's ``section`` (``team``, ``customers``, ``clients``), or of
+    one ``item`` in it: a username, an email or a client id, any of which may hold a ``/``."""
+    path = f"/v1/products/{quote(product)}/{section}"
+    return path if item is None else f"{path}/{quote(item, safe='')}"
+
+
+class ProductPage(Protocol):
+    """One settings page, drawn again after a form: with the API's refusal, or what it made."""
+
+    async def __call__(
+        self,
+        request: Request,
+        session: ConsoleSession,
+        product: str,
+        status: int = 200,
+        errors: dict[str, str] | None = None,
+        **ctx: Any,
+    ) -> HTMLResponse: ...
+
+
+def product_page(router: APIRouter, action: Action, section: str, **fixed: Any) -> ProductPage:
+    """The page of ``section`` (``team``, ``customers``, ``clients``), served at
+    ``/console/p/{product}/<section>`` on ``router``: ``<section>.html`` over the API's own listing
+    at ``/v1/products/{slug}/<section>``, for a caller whose standing allows ``action``. ``fixed``
+    is the page's own context; the returned page is what its forms draw again."""
+
+    async def page(
+        request: Request,
+        session: ConsoleSession,
+        product: str,
+        status: int = 200,
+        errors: dict[str, str] | None = None,
+        **ctx: Any,
+    ) -> HTMLResponse:
+        st = await product_of(request, session, product, action)
+        listing = section_path(st.product.slug, section)
+        reply = await apicall.call(request, "GET", listing, token=session.token)
+        if not reply.ok:
+            return error_page(request, reply.status, reply.message)
+        return render(
+            request,
+            f"{section}.html",
+            status=status,
+            session=session,
+            product=st.product,
+            role=st.actor,
+            can=permitted(st.actor, PRODUCT_NAV),
+            section=section,
+            data=reply.body,
+            errors=errors or {},
+            **fixed,
+            **ctx,
+        )
+
+    async def get(request: Request, product: str, session: SessionDep) -> Response:
+        return await page(request, session, product)
+
+    router.add_api_route(f"/p/{{product}}/{section}", get, methods=["GET"], name=section)
+    return page
 
 
 async def product_action(
@@ -63,14 +102,29 @@ async def product_action(
     method: str,
     api_path: str,
     done: str,
-    page: Callable[..., Awaitable[HTMLResponse]],
+    page: ProductPage,
     data: dict[str, Any] | None = None,
     field: str | None = None,
 ) -> Response:
-    reply = await apicall.call(request, method, api_path, token=session.token, data=data)
+    back = request.url.path.rsplit("/", 1)[0]  # the form's own page
+    reply = await apicall.form_call(request, session, method, api_path, back=back, data=data)
     if reply.ok:
-        return redirect(f"{request.url.path.rsplit('/', 1)[0]}?done={done}")
-    if reply.status == 401:
-        raise LoginRequired(request.url.path.rsplit("/", 1)[0])
+        return redirect(f"{back}?done={done}")
     errors = {field or "form": reply.message}
     return await page(request, session, product, status=reply.status, errors=errors)
+
+
+async def delete_item(
+    request: Request,
+    session: ConsoleSession,
+    product: str,
+    page: ProductPage,
+    section: str,
+    field: str,
+    limit: int,
+    done: str,
+) -> Response:
+    """A form that deletes one item of ``section``: the one its ``field`` names."""
+    form = await form_of(request, session)
+    path = section_path(product, section, text(form.get(field), limit))
+    return await product_action(request, session, product, "DELETE", path, done, page)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from fastapi import Request, Response
-from fastapi.responses import HTMLResponse
 
-from fermion.cloud.console.pages.product_forms import product_action, product_page
-from fermion.cloud.console.session import ConsoleSession
+from fermion.cloud.console.pages.product_forms import (
+    delete_item,
+    product_action,
+    product_page,
+    section_path,
+)
 from fermion.cloud.console.web import SessionDep, area_router, form_of, text
 from fermion.cloud.domain.permissions import Action, Role
 
@@ -16,37 +17,14 @@ router = area_router()
 ROLE_CHOICES = [r for r in Role if r is not Role.OWNER]
 
 
-async def _team(
-    request: Request,
-    session: ConsoleSession,
-    product: str,
-    status: int = 200,
-    errors: dict[str, str] | None = None,
-) -> HTMLResponse:
-    return await product_page(
-        request,
-        session,
-        product,
-        Action.TEAM_VIEW,
-        "team",
-        "/v1/products/{p}/team",
-        "team.html",
-        status=status,
-        errors=errors or {},
-        roles=ROLE_CHOICES,
-    )
-
-
-@router.get("/p/{product}/team")
-async def team(request: Request, product: str, session: SessionDep) -> Response:
-    return await _team(request, session, product)
+_team = product_page(router, Action.TEAM_VIEW, "team", roles=ROLE_CHOICES)
 
 
 @router.post("/p/{product}/team/invite")
 async def team_invite(request: Request, product: str, session: SessionDep) -> Response:
     form = await form_of(request, session)
     data = {"username": text(form.get("username"), 254), "role": text(form.get("role"), 40)}
-    path = f"/v1/products/{quote(product)}/team"
+    path = section_path(product, "team")
     return await product_action(
         request, session, product, "POST", path, "invited", _team, data, "invite"
     )
@@ -56,14 +34,13 @@ async def team_invite(request: Request, product: str, session: SessionDep) -> Re
 async def team_role(request: Request, product: str, session: SessionDep) -> Response:
     form = await form_of(request, session)
     username = text(form.get("username"), 254)
-    path = f"/v1/products/{quote(product)}/team/{quote(username, safe='')}"
+    path = section_path(product, "team", username)
     data = {"role": text(form.get("role"), 40)}
     return await product_action(request, session, product, "POST", path, "role", _team, data)
 
 
 @router.post("/p/{product}/team/remove")
 async def team_remove(request: Request, product: str, session: SessionDep) -> Response:
-    form = await form_of(request, session)
-    username = text(form.get("username"), 254)
-    path = f"/v1/products/{quote(product)}/team/{quote(username, safe='')}"
-    return await product_action(request, session, product, "DELETE", path, "member_removed", _team)
+    return await delete_item(
+        request, session, product, _team, "team", "username", 254, "member_removed"
+    )
