@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fermion.cloud.actions import By, devices
 from fermion.cloud.credentials import hash_token
-from fermion.cloud.ownership import change_owner
 from fermion.cloud.store.audit import record
 from fermion.cloud.store.models import ClaimCode, Customer, Device, User, utcnow
 
@@ -103,16 +103,15 @@ async def redeem(
     else:
         email = await session.scalar(select(User.email).where(User.id == claim.user_id))
         owner = f"user:{email}"
-    _, released = change_owner(
-        device, user_id=claim.user_id, customer_id=claim.customer_id, now=now
-    )
-    record(
+    devices.claim(
         session,
-        f"device:{device_id}",
-        "device.claim",
-        device_id=device_id,
-        product_id=device.product_id,
+        device,
+        By(f"device:{device_id}"),
+        owner=owner,
+        user_id=claim.user_id,
+        customer_id=claim.customer_id,
         at=now,
-        detail={"owner": owner, "via": "claim_code", "code_by": claim.created_by, **released},
+        via="claim_code",
+        code_by=claim.created_by,
     )
     return Redeemed(device_id, owner)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NotRequired, TypedDict, Unpack
 
 from sqlalchemy import bindparam, case, func, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -180,31 +181,24 @@ async def append_key_version(
     return KeyVersion(key_id, version, now)
 
 
+class KeyWrite(TypedDict):
+    """``append_key_version``'s keywords, which ``set_device_key`` passes through."""
+
+    source: str
+    actor: str
+    action: str
+    request_id: str | None
+    current_fingerprint: str | None
+    detail: NotRequired[dict[str, object] | None]
+
+
 async def set_device_key(
-    session: AsyncSession,
-    device: Device,
-    key: LoadedKey,
-    *,
-    source: str,
-    actor: str,
-    action: str,
-    request_id: str | None,
-    current_fingerprint: str | None,
-    detail: dict[str, object] | None = None,
+    session: AsyncSession, device: Device, key: LoadedKey, **write: Unpack[KeyWrite]
 ) -> KeyVersion | None:
     """``append_key_version`` in ``session``, for a ``device`` loaded in it."""
     await session.flush()  # a device created in this transaction must exist first
     new = await append_key_version(
-        SessionRunner(session),
-        device.id,
-        device.product_id,
-        NewKey.of(key),
-        source=source,
-        actor=actor,
-        action=action,
-        request_id=request_id,
-        current_fingerprint=current_fingerprint,
-        detail=detail,
+        SessionRunner(session), device.id, device.product_id, NewKey.of(key), **write
     )
     if new is not None:
         set_committed_value(device, "current_key_id", new.id)

@@ -37,6 +37,17 @@ class TokenOwner:
     oauth_client_id: int | None = None
     product_id: int | None = None
 
+    def columns(self, client_name: str) -> dict[str, Any]:
+        """The owner columns an access token and its refresh token both carry."""
+        return {
+            "owner_kind": self.kind.value,
+            "user_id": self.user_id,
+            "customer_id": self.customer_id,
+            "oauth_client_id": self.oauth_client_id,
+            "product_id": self.product_id,
+            "client_name": client_name[:100],
+        }
+
 
 @dataclass(frozen=True)
 class Minted:
@@ -80,12 +91,7 @@ async def mint(
     token = new_token()
     row = AccessToken(
         token_hash=hash_token(token),
-        owner_kind=owner.kind.value,
-        user_id=owner.user_id,
-        customer_id=owner.customer_id,
-        oauth_client_id=owner.oauth_client_id,
-        product_id=owner.product_id,
-        client_name=client_name[:100],
+        **owner.columns(client_name),
         scopes=scopes or [],
         created_at=now,
         expires_at=expires_at,
@@ -98,12 +104,7 @@ async def mint(
             RefreshToken(
                 token_hash=hash_token(refresh),
                 access_token_id=row.id,
-                owner_kind=owner.kind.value,
-                user_id=owner.user_id,
-                customer_id=owner.customer_id,
-                oauth_client_id=owner.oauth_client_id,
-                product_id=owner.product_id,
-                client_name=client_name[:100],
+                **owner.columns(client_name),
                 created_at=now,
                 expires_at=now + REFRESH_LIFETIME,
             )

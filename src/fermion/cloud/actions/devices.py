@@ -6,6 +6,7 @@ it happened under); these functions add the audit event, the same one whichever 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,20 +31,22 @@ def claim(
     device: Device,
     by: By,
     *,
-    owner: str | None,
-    owner_kind: str,
+    owner: str,
     user_id: int | None = None,
     customer_id: int | None = None,
+    at: datetime | None = None,
+    **detail: Any,
 ) -> None:
-    """Give a device nobody owns to a user or a customer (``owner``: their email)."""
-    now, released = change_owner(device, user_id=user_id, customer_id=customer_id)
+    """Give a device nobody owns to a user or a customer; ``owner`` names them as the audit
+    trail does (``user:<email>``, ``customer:<email>``); ``detail``: how (a claim code...)."""
+    now, released = change_owner(device, user_id=user_id, customer_id=customer_id, now=at)
     by.record(
         session,
         "device.claim",
         device_id=device.id,
         product_id=device.product_id,
         at=now,
-        detail={"owner": owner, "owner_kind": owner_kind, **released},
+        detail={"owner": owner, **detail, **released},
     )
 
 

@@ -140,8 +140,7 @@ async def claim_device(request: Request, caller: CallerDep, store: StoreDep) -> 
             session,
             device,
             action_by(caller, request),
-            owner=caller.email,
-            owner_kind=caller.kind.value,
+            owner=f"{caller.kind.value}:{caller.email}",
             **new_owner,
         )
     return _claimed(device_id)

@@ -264,10 +264,12 @@ async def checked_parameters(request: Request) -> None:
 JSON_OR_FORM = ("application/json", "application/x-www-form-urlencoded")
 
 
-def body_doc(schema: dict[str, Any], *, multipart: bool = False) -> dict[str, Any]:
+def body_doc(
+    schema: dict[str, Any], *, multipart: bool = False, required: bool = False
+) -> dict[str, Any]:
     """OpenAPI's ``requestBody`` for a route that reads ``body_fields``: the same fields as JSON
     or as a form (``multipart``: or a file upload), none of them required by the schema itself
-    (the route names a missing field in its 400)."""
+    (the route names a missing field in its 400); ``required``: a body must be sent at all."""
     content: dict[str, Any] = {ctype: {"schema": schema} for ctype in JSON_OR_FORM}
     if multipart:
         content["multipart/form-data"] = {
@@ -276,4 +278,4 @@ def body_doc(schema: dict[str, Any], *, multipart: bool = False) -> dict[str, An
                 "properties": {"file": {"type": "string", "format": "binary"}},
             }
         }
-    return {"requestBody": {"required": False, "content": content}}
+    return {"requestBody": {"required": required, "content": content}}

@@ -11,7 +11,7 @@ from fermion.cloud.api.access import load_device
 from fermion.cloud.api.auth import CallerDep, StoreDep, request_id
 from fermion.cloud.api.errors import ApiError, bad_request, not_found
 from fermion.cloud.api.fields import body_fields, text_field
-from fermion.cloud.api.provisioning import _BODY
+from fermion.cloud.api.provisioning import BODY
 from fermion.cloud.api.views import candidate_json, candidate_summary, fp, key_json
 from fermion.cloud.domain.keypolicy import parse_device_public_key, require_fits_device
 from fermion.cloud.domain.permissions import Action
@@ -202,7 +202,7 @@ async def restore_version(
         "a customer token, claim back): the key is replaced, the customer keeps the device, "
         "and one audit event records it. Works for any device the caller may repair."
     ),
-    openapi_extra=_BODY,
+    openapi_extra=BODY,
 )
 async def repair(
     device_id: str, request: Request, caller: CallerDep, store: StoreDep

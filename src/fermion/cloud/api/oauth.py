@@ -149,40 +149,55 @@ async def _grant(request: Request, store: Store, attempt: Attempt) -> dict[str, 
         )
     client_id, secret = client_credentials(request, fields)
     # One instant per request, by the app's token clock: what the grant checks and mints with.
-    return await handler(store, fields, client_id, secret, rid, attempt, request.app.state.clock())
+    return await handler(
+        _TokenRequest(store, fields, client_id, secret, rid, attempt, request.app.state.clock())
+    )
 
 
-async def _password_grant(
-    store: Store,
-    fields: dict[str, Any],
-    client_id: str | None,
-    secret: str | None,
-    rid: str | None,
-    attempt: Attempt,
-    now: datetime,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _TokenRequest:
+    """One ``POST /oauth/token``, as every grant reads it."""
+
+    store: Store
+    fields: dict[str, Any]
+    client_id: str | None
+    secret: str | None
+    request_id: str | None
+    attempt: Attempt
+    now: datetime  # one instant per request, by the app's token clock
+
+    async def mint(
+        self, session: AsyncSession, owner: TokenOwner, client_name: str, actor: str
+    ) -> dict[str, Any]:
+        """The token (and refresh token) the grant decided on, with the expiry asked for."""
+        expires_in, expires_at = _expiry(self.fields, self.now)
+        minted = await mint(
+            session,
+            owner,
+            client_name=client_name,
+            expires_in=expires_in,
+            expires_at=expires_at,
+            actor=actor,
+            request_id=self.request_id,
+            now=self.now,
+        )
+        return minted.response()
+
+
+async def _password_grant(ask: _TokenRequest) -> dict[str, Any]:
+    store, fields, client_id, secret = ask.store, ask.fields, ask.client_id, ask.secret
     username = text_field(fields, "username", required=True, max_len=254)
     password = text_field(fields, "password", required=True, max_len=1000)
     assert username is not None and password is not None
-    expires_in, expires_at = _expiry(fields, now)
+    _expiry(fields, ask.now)  # a bad expiry is refused before the (slow) password check
     email = username.strip().lower()
     # Read what the check needs, give the connection back, verify (argon2, slow on purpose,
     # holding neither a connection nor the write lock), then a short transaction to mint.
     async with store.read() as session:
         login = await _find_login(session, email, client_id, secret)
-    owner, actor = await _check_login(login, password, secret, attempt)
+    owner, actor = await _check_login(login, password, secret, ask.attempt)
     async with store.write() as session:
-        minted = await mint(
-            session,
-            owner,
-            client_name=client_id or "particle",
-            expires_in=expires_in,
-            expires_at=expires_at,
-            actor=actor,
-            request_id=rid,
-            now=now,
-        )
-    return minted.response()
+        return await ask.mint(session, owner, client_id or "particle", actor)
 
 
 @dataclass(frozen=True)
@@ -256,33 +271,15 @@ async def _check_login(
     return login.owner, login.actor
 
 
-async def _client_credentials_grant(
-    store: Store,
-    fields: dict[str, Any],
-    client_id: str | None,
-    secret: str | None,
-    rid: str | None,
-    attempt: Attempt,
-    now: datetime,
-) -> dict[str, Any]:
+async def _client_credentials_grant(ask: _TokenRequest) -> dict[str, Any]:
+    store, fields, client_id, secret = ask.store, ask.fields, ask.client_id, ask.secret
     async with store.read() as session:
         client = await product_client(session, client_id, secret)
         if client is None:
             raise _oauth_error(401, "invalid_client", "client credentials are invalid")
         owner, actor = await _client_owner(session, client, fields)
-    expires_in, expires_at = _expiry(fields, now)
     async with store.write() as session:
-        minted = await mint(
-            session,
-            owner,
-            client_name=client.client_id,
-            expires_in=expires_in,
-            expires_at=expires_at,
-            actor=actor,
-            request_id=rid,
-            now=now,
-        )
-    return minted.response()
+        return await ask.mint(session, owner, client.client_id, actor)
 
 
 async def _client_owner(
@@ -329,15 +326,8 @@ async def _client_owner(
     return owner, actor
 
 
-async def _refresh_grant(
-    store: Store,
-    fields: dict[str, Any],
-    client_id: str | None,
-    secret: str | None,
-    rid: str | None,
-    attempt: Attempt,
-    now: datetime,
-) -> dict[str, Any]:
+async def _refresh_grant(ask: _TokenRequest) -> dict[str, Any]:
+    store, fields, client_id, secret = ask.store, ask.fields, ask.client_id, ask.secret
     token = text_field(fields, "refresh_token", required=True, max_len=200)
     assert token is not None
     digest = hash_token(token)
@@ -346,7 +336,7 @@ async def _refresh_grant(
         row = await session.scalar(select(RefreshToken).where(RefreshToken.token_hash == digest))
         if row is None or not same_hash(row.token_hash, digest) or row.revoked_at is not None:
             raise invalid
-        if expired(row.expires_at, now):
+        if expired(row.expires_at, ask.now):
             raise invalid
         if row.oauth_client_id is not None:
             client = await product_client(session, client_id, secret)
@@ -356,7 +346,6 @@ async def _refresh_grant(
             raise _oauth_error(
                 401, "invalid_client", "client_id: must be the client the token was issued to"
             )
-    expires_in, expires_at = _expiry(fields, now)
     owner = TokenOwner(
         OwnerKind(row.owner_kind),
         user_id=row.user_id,
@@ -375,14 +364,6 @@ async def _refresh_grant(
         )
         if used.rowcount != 1:
             raise invalid
-        minted = await mint(
-            session,
-            owner,
-            client_name=row.client_name,
-            expires_in=expires_in,
-            expires_at=expires_at,
-            actor=f"refresh:{row.owner_kind}:{owner_id}",
-            request_id=rid,
-            now=now,
+        return await ask.mint(
+            session, owner, row.client_name, f"refresh:{row.owner_kind}:{owner_id}"
         )
-    return minted.response()

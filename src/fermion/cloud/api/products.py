@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 
-from fermion.cloud.actions import devices
+from fermion.cloud.actions import By, devices
 from fermion.cloud.api.auth import Caller, CallerDep, StoreDep, action_by, request_id
 from fermion.cloud.api.errors import bad_request
 from fermion.cloud.api.fields import body_doc, body_fields, text_field
@@ -28,7 +28,7 @@ from fermion.cloud.api.product_access import (
 from fermion.cloud.api.views import device_json, iso
 from fermion.cloud.domain.permissions import Action, Principal
 from fermion.cloud.domain.platforms import BY_ID
-from fermion.cloud.ownership import change_owner, clear_notes
+from fermion.cloud.ownership import clear_notes
 from fermion.cloud.store.audit import record
 from fermion.cloud.store.models import (
     Customer,
@@ -347,16 +347,13 @@ async def import_devices(
                 and device.owner_user_id is None
                 and device.owner_customer_id is None
             ):
-                _, claimed = change_owner(device, user_id=claim_user_id, now=now)
-                record(
+                devices.claim(
                     session,
-                    st.label,
-                    "device.claim",
-                    device_id=device_id,
-                    product_id=st.product.id,
-                    request_id=rid,
+                    device,
+                    By(st.label, rid),
+                    owner=f"user:{claim_user}",
+                    user_id=claim_user_id,
                     at=now,
-                    detail={"owner": f"user:{claim_user}", **claimed},
                 )
     return {"updated": len(result["updatedDeviceIds"]), **result}
 

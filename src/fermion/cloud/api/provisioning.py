@@ -25,7 +25,7 @@ from fermion.cloud.api.errors import (
     not_found,
     someone_elses,
 )
-from fermion.cloud.api.fields import body_fields, text_field
+from fermion.cloud.api.fields import body_doc, body_fields, text_field
 from fermion.cloud.api.repairs import GIVEN_KEY, device_facts, plan_text
 from fermion.cloud.api.views import fp
 from fermion.cloud.domain.keypolicy import (
@@ -65,15 +65,7 @@ _FIELDS = {
         "product_id": {"type": "string"},
     },
 }
-_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/x-www-form-urlencoded": {"schema": _FIELDS},
-            "application/json": {"schema": _FIELDS},
-        },
-    }
-}
+BODY = body_doc(_FIELDS, required=True)
 
 
 def customer_device_refusal(facts: DeviceFacts) -> str:
@@ -102,7 +94,7 @@ def customer_device_refusal(facts: DeviceFacts) -> str:
         "in the product when `product_id` is given and the caller may add devices to it, "
         "otherwise owned by the caller."
     ),
-    openapi_extra=_BODY,
+    openapi_extra=BODY,
 )
 async def provision(
     device_id: str, request: Request, caller: CallerDep, store: StoreDep

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,6 +48,20 @@ class KeyGiven(StrEnum):
 
     PRESENTED = "presented"  # the key the device presented to the cloud (a pending candidate)
     FILE = "file"  # the caller holds the key (`keys repair --key FILE`, or `keys doctor`'s)
+
+
+class PlanAsk:
+    """The repair plan endpoints' query: which key, and Particle's customer-device path."""
+
+    def __init__(
+        self,
+        key: KeyGiven = Query(KeyGiven.PRESENTED, description="presented or file"),
+        particle_compatible: bool = Query(
+            False, description="Customer devices: Particle's unclaim, send, token, claim back"
+        ),
+    ) -> None:
+        self.key = key
+        self.particle_compatible = particle_compatible
 
 
 @dataclass(frozen=True)
@@ -275,12 +289,9 @@ async def get_repair_plan(
     request: Request,
     caller: CallerDep,
     store: StoreDep,
-    key: KeyGiven = Query(KeyGiven.PRESENTED, description="presented or file"),
-    particle_compatible: bool = Query(
-        False, description="Customer devices: Particle's unclaim, send, token, claim back"
-    ),
+    ask: Annotated[PlanAsk, Depends()],
 ) -> dict[str, Any]:
-    return await _plan_json(request, caller, store, device_id, key, particle_compatible)
+    return await _plan_json(request, caller, store, device_id, ask)
 
 
 async def _plan_json(
@@ -288,8 +299,7 @@ async def _plan_json(
     caller: Caller,
     store: Store,
     device_id: str,
-    key: KeyGiven,
-    particle_compatible: bool,
+    ask: PlanAsk,
     product: str | None = None,
 ) -> dict[str, Any]:
     async with store.read() as session:
@@ -297,8 +307,8 @@ async def _plan_json(
             session,
             caller,
             device_id,
-            key_given=key,
-            particle_compatible=particle_compatible,
+            key_given=ask.key,
+            particle_compatible=ask.particle_compatible,
             served=served_transports(request),
             product=product,
         )
@@ -316,9 +326,6 @@ async def get_product_repair_plan(
     request: Request,
     caller: CallerDep,
     store: StoreDep,
-    key: KeyGiven = Query(KeyGiven.PRESENTED, description="presented or file"),
-    particle_compatible: bool = Query(
-        False, description="Customer devices: Particle's unclaim, send, token, claim back"
-    ),
+    ask: Annotated[PlanAsk, Depends()],
 ) -> dict[str, Any]:
-    return await _plan_json(request, caller, store, device_id, key, particle_compatible, product)
+    return await _plan_json(request, caller, store, device_id, ask, product)

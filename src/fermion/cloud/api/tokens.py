@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, or_, select
 
 from fermion.cloud.api.auth import Caller, CallerDep, StoreDep, lookup_token, request_id
 from fermion.cloud.api.errors import not_found
+from fermion.cloud.store import Store
 from fermion.cloud.store.models import AccessToken, OwnerKind, utcnow
 from fermion.cloud.tokens import revoke
 
@@ -32,13 +33,18 @@ async def current_token(caller: CallerDep) -> dict[str, Any]:
 
 @router.delete("/v1/access_tokens/current", summary="Revoke the token used for this request")
 async def delete_current(request: Request, caller: CallerDep, store: StoreDep) -> dict[str, Any]:
+    return await _revoke_own(store, caller, request)
+
+
+async def _revoke_own(store: Store, token: Caller, request: Request) -> dict[str, Any]:
+    """Revoke the token ``token`` stands for, in its owner's name."""
     async with store.write() as session:
         await revoke(
             session,
-            AccessToken.id == caller.token_id,
-            actor=caller.label,
+            AccessToken.id == token.token_id,
+            actor=token.label,
             request_id=request_id(request),
-            product_id=caller.product_id,
+            product_id=token.product_id,
         )
     return {"ok": True}
 
@@ -115,12 +121,4 @@ async def delete_one(token: str, request: Request, store: StoreDep) -> dict[str,
         target = await lookup_token(session, token)
     if target is None:
         raise not_found("access token not found, expired or already revoked")
-    async with store.write() as session:
-        await revoke(
-            session,
-            AccessToken.id == target.token_id,
-            actor=target.label,
-            request_id=request_id(request),
-            product_id=target.product_id,
-        )
-    return {"ok": True}
+    return await _revoke_own(store, target, request)
