@@ -5,7 +5,6 @@ beside a connected device, and `sim create -n N` that prints a summary, not N li
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,16 +16,11 @@ import pytest
 import typer
 
 from fermion.cli import main as cli_main
+from harness import free_port
 
 from .clirun import FERMION, error_line, run, run_json
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _commands(command: Any, path: list[str]) -> Iterator[tuple[str, Any]]:
@@ -60,7 +54,7 @@ def test_serve_help_shows_the_device_port_default(tmp_path: Path) -> None:
 def quiet_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """`fermion serve` as a user starts it (no --access-log), its output kept in a file."""
     home = tmp_path_factory.mktemp("quiet-serve")
-    port = _free_port()
+    port = free_port()
     log = home / "out.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FERMION_")}
     with log.open("wb") as out:

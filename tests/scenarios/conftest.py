@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from repair_harness import Cloud
+
+from scenarios.repair_harness import Cloud
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,8 @@
 Each ``Cloud`` owns a data directory (``FERMION_HOME``): the cloud's SQLite file, the simulated
 devices and the CLI profiles all live there, so tests never touch the user's home and several
 runs can share the machine. Each person in a test is a CLI profile (``FERMION_PROFILE``).
+The cloud is the shared ``harness.Server`` (one launcher of ``fermion serve`` for every suite),
+stopped with SIGINT as a person stops it with Ctrl-C.
 """
 
 from __future__ import annotations
@@ -10,9 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +20,10 @@ from typing import Any
 
 import httpx
 
+from harness import FERMION, Server, stop_process
+
 PASSWORD = "correct horse battery staple"
-CLI = [sys.executable, "-m", "fermion.cli.main"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+CLI = FERMION
 
 
 @dataclass
@@ -41,24 +37,6 @@ class Result:
         return json.loads(self.out)
 
 
-def serve_has_device_server() -> bool:
-    import inspect
-
-    from fermion.cli import serve_cmd
-
-    return "device_port" in inspect.signature(serve_cmd.serve).parameters
-
-
-def stop_process(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def has_command(*words: str) -> bool:
     """Whether the CLI has ``fermion WORDS...`` (another branch may not have landed yet)."""
     done = subprocess.run([*CLI, *words, "--help"], capture_output=True, text=True, check=False)
@@ -68,16 +46,23 @@ def has_command(*words: str) -> bool:
 @dataclass
 class Cloud:
     home: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[str] | None = None
+    server: Server | None = None
     clients: dict[str, tuple[str, str]] = field(default_factory=dict)
-    device_port: int | None = None
     runners: list[subprocess.Popen[str]] = field(default_factory=list)
     running: set[str] = field(default_factory=set)  # devices a ``run_devices`` runner simulates
 
+    def _server(self) -> Server:
+        if self.server is None:
+            raise RuntimeError("the cloud is not started: call Cloud.start() first")
+        return self.server
+
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self._server().url
+
+    @property
+    def device_port(self) -> int:
+        return self._server().device_port
 
     def env(self, profile: str | None = None, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FERMION_")}
@@ -88,41 +73,17 @@ class Cloud:
         return env
 
     def start(self) -> Cloud:
-        self.home.mkdir(parents=True, exist_ok=True)
-        log = open(self.home / "serve.log", "w")  # noqa: SIM115 - lives as long as the process
-        args = [*CLI, "serve", "--port", str(self.port)]
-        if serve_has_device_server():
-            self.device_port = free_port()
-            args += ["--device-port", str(self.device_port)]
-        self.proc = subprocess.Popen(
-            args,
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"fermion serve exited: {(self.home / 'serve.log').read_text()}")
-            try:
-                httpx.get(f"{self.url}/v1/server-keys", timeout=1)
-                return self
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError("fermion serve did not answer within 60 s")
+        # Serve's own SQLite file in ``home``; the device server on a port of its own, which
+        # ``sim`` points the simulated devices at.
+        self.server = Server(None, self.home, device_server=True, stop_signal=signal.SIGINT)
+        self.server.start()
+        return self
 
     def stop(self) -> None:
         for runner in self.runners:
-            stop_process(runner)
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+            stop_process(runner, signal.SIGINT, group=True)
+        if self.server is not None:
+            self.server.stop()
 
     def cli(self, *args: str, profile: str | None = None, ok: bool = True, **env: str) -> Result:
         done = subprocess.run(
@@ -180,11 +141,10 @@ class Cloud:
         return path
 
     def sim(self, platform: str = "photon") -> str:
-        """A new simulated device pointed at this cloud (when it runs a device server)."""
+        """A new simulated device pointed at this cloud's device server."""
         args = ["sim", "create", "-p", platform, "--json"]
-        if self.device_port:
-            args += ["--server-key", str(self.server_key_file()), "--host", "127.0.0.1"]
-            args += ["--port", str(self.device_port)]
+        args += ["--server-key", str(self.server_key_file()), "--host", "127.0.0.1"]
+        args += ["--port", str(self.device_port)]
         return str(self.cli(*args).json[0]["id"])
 
     def run_devices(self, *devices: str) -> subprocess.Popen[str]:

@@ -17,7 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from repair_harness import CLI, has_command
+
+from scenarios.repair_harness import CLI, has_command
 
 pytestmark = pytest.mark.integration
 

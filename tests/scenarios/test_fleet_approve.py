@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from repair_harness import Cloud, has_command
+
+from scenarios.repair_harness import Cloud, has_command
 
 pytestmark = pytest.mark.integration
 

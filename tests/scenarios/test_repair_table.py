@@ -7,13 +7,15 @@ no other device, claim or key changed, and that the audit log says who did it.
 from __future__ import annotations
 
 import itertools
+import signal
 import stat
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from repair_harness import Cloud, has_command, stop_process
+
+from harness import stop_process, wait_until
+from scenarios.repair_harness import Cloud, has_command
 
 pytestmark = pytest.mark.integration
 
@@ -304,9 +306,14 @@ def test_key_backup_restores_the_old_key(cloud: Cloud) -> None:
     cloud.cli("keys", "send", device, str(pub1), profile=who)
     runner = cloud.run_devices(device)
     cloud.wait_online(who, device, fp1)
-    wait_until(lambda: backup_event(cloud, device) == "saved")  # working keys backed up
-    stop_process(runner)
-    wait_until(lambda: not cloud.api(who, "GET", f"/v1/devices/{device}").get("online"))
+    # Working keys backed up.
+    wait_until(lambda: backup_event(cloud, device) == "saved", "key backup saved", timeout=90)
+    stop_process(runner, signal.SIGINT, group=True)
+    wait_until(
+        lambda: not cloud.api(who, "GET", f"/v1/devices/{device}").get("online"),
+        "device offline",
+        timeout=90,
+    )
 
     # Brownout: Device OS makes a new key; the customer saves it and mails it to the team.
     fp2 = brownout(cloud, device)
@@ -329,7 +336,7 @@ def test_key_backup_restores_the_old_key(cloud: Cloud) -> None:
                 return dict(c)
         return None
 
-    wait_until(restored_candidate)
+    wait_until(restored_candidate, "restored candidate", timeout=90)
     candidate = restored_candidate()
     assert candidate is not None and candidate["status"] == "pending"  # never auto-accepted
     assert candidate["restored_from"]["version"] == 1
@@ -347,15 +354,6 @@ def test_key_backup_restores_the_old_key(cloud: Cloud) -> None:
 def backup_event(cloud: Cloud, device: str) -> str | None:
     status = cloud.cli("sim", "inspect", device, "--json").json["status"]
     return (status.get("key_backup") or {}).get("event")
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 90) -> None:
-    """Poll until ``check`` is truthy; the timeout only bounds a hung test."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {timeout} s: {check}")
-        time.sleep(0.5)
 
 
 # --- View-only / Support member -------------------------------------------------------------
@@ -482,7 +480,6 @@ def test_bad_input_stops_before_anything_changes(cloud: Cloud, tmp_path) -> None
 
 
 def wait_candidate(cloud: Cloud, profile: str, device: str, timeout: float = 90) -> dict[str, Any]:
-    import time
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

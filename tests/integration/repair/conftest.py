@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scenarios"))
-
-from repair_harness import Cloud
+from scenarios.repair_harness import Cloud
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ import stat
 import time
 
 import pytest
-from repair_harness import PASSWORD, Cloud
+
+from scenarios.repair_harness import PASSWORD, Cloud
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,8 @@ filters, device show; every listing with --json."""
 from __future__ import annotations
 
 import pytest
-from repair_harness import PASSWORD, Cloud
+
+from scenarios.repair_harness import PASSWORD, Cloud
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,8 @@ import subprocess
 import time
 
 import pytest
-from repair_harness import CLI, Cloud
+
+from scenarios.repair_harness import CLI, Cloud
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from repair_harness import Cloud
+
+from scenarios.repair_harness import Cloud
 
 pytestmark = pytest.mark.integration
 
